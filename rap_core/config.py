@@ -1,0 +1,181 @@
+"""Frozen configuration dataclasses and the named presets.
+
+Presets differ only in numbers and modes, never in code paths: `tiny` exercises exactly the
+modules `flashhead-lite` and `rap-1.3b` run, at a size that fits a unit test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from .errors import RAPInputError
+
+AudioMode = Literal["window", "full", "hybrid"]
+Continuity = Literal["inherit", "motion_frames", "none"]
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Wan-1.3B-layout transformer over channel-concatenated (noisy, reference) latents."""
+
+    dim: int = 1536
+    num_layers: int = 30
+    num_heads: int = 12
+    ffn_dim: int = 8960
+    freq_dim: int = 256  # sinusoidal timestep width
+    in_channels: int = 256  # noisy latent (128) + reference latent (128)
+    out_channels: int = 128
+    patch_size: tuple[int, int, int] = (1, 1, 1)  # (t, h, w) over latents
+    eps: float = 1e-6
+    rope_theta: float = 10000.0
+    audio_mode: AudioMode = "window"
+    # Hybrid blend weight of block i of L: alpha(i) = clamp(alpha_delta + alpha_w * i / (L - 1), 0, 1);
+    # the block adds alpha(i)*window + (1 - alpha(i))*full (see models/attention.py).
+    alpha_w: float = 1.0
+    alpha_delta: float = 0.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """LTX-Video 0.9.0 causal video VAE (diffusers `AutoencoderKLLTXVideo` hyper-parameters)."""
+
+    in_channels: int = 3
+    out_channels: int = 3
+    latent_channels: int = 128
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: tuple[int, ...] = (4, 3, 3, 3, 4)
+    spatio_temporal_scaling: tuple[bool, ...] = (True, True, True, False)
+    decoder_block_out_channels: tuple[int, ...] = (128, 256, 512, 512)
+    decoder_layers_per_block: tuple[int, ...] = (4, 3, 3, 3, 4)
+    decoder_spatio_temporal_scaling: tuple[bool, ...] = (True, True, True, False)
+    patch_size: int = 4
+    patch_size_t: int = 1
+    eps: float = 1e-6
+    encoder_causal: bool = True
+    decoder_causal: bool = False
+
+    @property
+    def spatial_stride(self) -> int:
+        return self.patch_size * 2 ** sum(self.spatio_temporal_scaling)
+
+    @property
+    def temporal_stride(self) -> int:
+        return self.patch_size_t * 2 ** sum(self.spatio_temporal_scaling)
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """wav2vec2 features at the video rate, per-latent-frame windows, and their projection."""
+
+    sample_rate: int = 16000
+    # wav2vec2 (transformers `Wav2Vec2Config` fields; used to build random encoders for tests)
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    conv_dim: tuple[int, ...] = (512, 512, 512, 512, 512, 512, 512)
+    # windows (FlashHead: +-2 video frames of context around each frame)
+    window: int = 5
+    # projection (FlashHead's AudioProjModel)
+    intermediate_dim: int = 512
+    context_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    steps: int = 4
+    shift: float = 5.0
+    timesteps: tuple[float, ...] | None = None  # explicit schedule (0..1000) overrides steps/shift
+    cfg_scale: float = 1.0  # audio classifier-free guidance; 1.0 = off
+    continuity: Continuity = "motion_frames"
+    inherit_latents: int = 3  # n for continuity="inherit"
+    motion_latents: int = 2  # clean prefix latents for continuity="motion_frames"
+    chunk_latents: int = 5  # latent frames per chunk (5 -> 33 video frames)
+
+
+@dataclass(frozen=True)
+class RAPConfig:
+    name: str
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    fps: int = 25
+    height: int = 512
+    width: int = 512
+
+    def __post_init__(self) -> None:
+        if self.dit.in_channels != 2 * self.vae.latent_channels:
+            raise RAPInputError(
+                f"Preset '{self.name}': DiT in_channels {self.dit.in_channels} must be twice the "
+                f"VAE latent channels {self.vae.latent_channels} (noisy + reference latents)."
+            )
+        if self.dit.out_channels != self.vae.latent_channels:
+            raise RAPInputError(
+                f"Preset '{self.name}': DiT out_channels {self.dit.out_channels} must equal the "
+                f"VAE latent channels {self.vae.latent_channels}."
+            )
+        stride = self.vae.spatial_stride
+        if self.height % stride or self.width % stride:
+            raise RAPInputError(
+                f"Preset '{self.name}': size {self.height}x{self.width} must be a multiple of the "
+                f"VAE's spatial stride {stride}."
+            )
+
+    def replace(self, **changes) -> "RAPConfig":
+        return replace(self, **changes)
+
+
+_FLASHHEAD = RAPConfig(name="flashhead-lite")
+
+_PRESETS: dict[str, RAPConfig] = {
+    "flashhead-lite": _FLASHHEAD,
+    "rap-1.3b": replace(
+        _FLASHHEAD,
+        name="rap-1.3b",
+        dit=replace(_FLASHHEAD.dit, audio_mode="hybrid"),
+        sampling=SamplingConfig(
+            steps=8, shift=5.0, cfg_scale=5.0, continuity="inherit", inherit_latents=3, chunk_latents=11
+        ),
+    ),
+    "tiny": RAPConfig(
+        name="tiny",
+        dit=DiTConfig(
+            dim=32, num_layers=2, num_heads=2, ffn_dim=64, freq_dim=16, in_channels=16, out_channels=8,
+            audio_mode="hybrid",
+        ),
+        vae=VAEConfig(
+            latent_channels=8,
+            block_out_channels=(8, 8, 8, 8),
+            layers_per_block=(1, 1, 1, 1, 1),
+            decoder_block_out_channels=(8, 8, 8, 8),
+            decoder_layers_per_block=(1, 1, 1, 1, 1),
+        ),
+        audio=AudioConfig(
+            hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+            conv_dim=(16,) * 7, intermediate_dim=32, context_tokens=4,
+        ),
+        sampling=SamplingConfig(steps=2, continuity="inherit", inherit_latents=1, chunk_latents=3),
+        height=64,
+        width=64,
+    ),
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> RAPConfig:
+    """Return the frozen config of a named preset."""
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise RAPInputError(
+            f"Unknown preset '{name}'. Choose one of: {', '.join(preset_names())}."
+        ) from None

@@ -1,0 +1,49 @@
+"""Strict state-dict checks: every key present, none extra, every shape right — or a clear error."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+
+_SHOWN = 8  # keys listed per problem before "and N more"
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN])
+    more = len(keys) - _SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    """Raise CheckpointError naming missing, unexpected and mis-shaped keys of `state_dict` for `model`."""
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    misshaped = sorted(
+        f"{k} (file {tuple(state_dict[k].shape)}, model {expected[k]})"
+        for k in set(expected) & set(state_dict)
+        if tuple(state_dict[k].shape) != expected[k]
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listing(unexpected)}")
+    if misshaped:
+        problems.append(f"mis-shaped keys: {_listing(misshaped)}")
+    if problems:
+        raise CheckpointError(
+            f"The {what} weights do not fit this model ({'; '.join(problems)}). "
+            "Check that the file belongs to this model and preset, and that it is complete."
+        )
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> nn.Module:
+    """Check `state_dict` strictly, then load it (assign=True, so meta-device models take the tensors)."""
+    check_state_dict(model, state_dict, what)
+    model.load_state_dict(state_dict, strict=True, assign=any(p.is_meta for p in model.parameters()))
+    return model
