@@ -1,0 +1,5 @@
+"""rap_core: the standalone RAP / FlashHead talking-portrait engine (never imports ComfyUI)."""
+
+from .errors import CheckpointError, MissingWeightsError, RAPInputError
+
+__all__ = ["CheckpointError", "MissingWeightsError", "RAPInputError"]

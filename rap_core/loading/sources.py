@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import MissingWeightsError
+from ..models.audio import WAV2VEC2_REPO
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class WeightSource:
 
 FLASHHEAD_LITE_DIT = WeightSource("Soul-AILab/SoulX-FlashHead-1_3B", ("Model_Lite/diffusion_pytorch_model.safetensors",))
 LTX_VIDEO_VAE = WeightSource("Soul-AILab/SoulX-FlashHead-1_3B", ("VAE_LTX/diffusion_pytorch_model.safetensors",))
-WAV2VEC2_BASE = WeightSource("facebook/wav2vec2-base-960h", ("config.json", "model.safetensors"))
+WAV2VEC2_BASE = WeightSource(WAV2VEC2_REPO, ("config.json", "model.safetensors"))
 
 
 def locate(source: WeightSource, models_root: str | os.PathLike, download: bool = False) -> str:

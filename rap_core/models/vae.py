@@ -1,0 +1,347 @@
+"""LTX-Video 0.9.0 causal video VAE: 32x32 pixels x 8 frames -> one 128-channel latent.
+
+Encoder: 4x4 space-to-depth patchify, causal 3D convs (time padded with copies of the first
+frame), pixel-norm pre-activation resnets, stride-2 spatio-temporal downsampling convs, a mid
+stack, then `latent_channels` means plus ONE log-variance channel shared by all channels.
+Decoder: the mirror image with depth-to-space upsampling and non-causal convs (time padded with
+copies of the first and last frame); no timestep conditioning and no noise injection (0.9.0).
+Latent frame 0 covers video frame 0; every later latent frame f covers frames 8f-7 .. 8f.
+
+Our key layout is the original LTX-Video one (`encoder.down_blocks.N`, `decoder.up_blocks.N`,
+one flat list of blocks per side) with plain `norm3.*` and the statistics as `latents_mean` /
+`latents_std`; `loading/vae_keys.py` converts the diffusers and original layouts to it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from ..config import RAPConfig, VAEConfig
+from ..errors import RAPInputError
+
+
+class VAEBlock(NamedTuple):
+    """One entry of an encoder/decoder block list. `stage` is the diffusers down/up block index
+    it belongs to (None for the mid block); `layers` counts resnets of a "res" stack."""
+
+    kind: Literal["res", "channels", "down", "up"]
+    stage: int | None
+    in_channels: int
+    out_channels: int
+    layers: int = 0
+
+
+def encoder_plan(config: VAEConfig) -> list[VAEBlock]:
+    """Per stage: resnets, an optional stride-2 downsample, a channel-changing resnet; then the mid stack."""
+    channels, blocks = config.block_out_channels, []
+    for i, c in enumerate(channels):
+        blocks.append(VAEBlock("res", i, c, c, config.layers_per_block[i]))
+        if config.spatio_temporal_scaling[i]:
+            blocks.append(VAEBlock("down", i, c, c))
+        out = channels[i + 1] if i + 1 < len(channels) else c
+        if out != c:
+            blocks.append(VAEBlock("channels", i, c, out))
+    blocks.append(VAEBlock("res", None, channels[-1], channels[-1], config.layers_per_block[-1]))
+    return blocks
+
+
+def decoder_plan(config: VAEConfig) -> list[VAEBlock]:
+    """The mid stack; then per stage (widest first): a channel-changing resnet, an optional upsample, resnets."""
+    channels = config.decoder_block_out_channels[::-1]
+    layers = config.decoder_layers_per_block[::-1]
+    scaling = config.decoder_spatio_temporal_scaling[::-1]
+    blocks, c = [VAEBlock("res", None, channels[0], channels[0], layers[0])], channels[0]
+    for i, out in enumerate(channels):
+        if out != c:
+            blocks.append(VAEBlock("channels", i, c, out))
+        if scaling[i]:
+            blocks.append(VAEBlock("up", i, out, out))
+        blocks.append(VAEBlock("res", i, out, out, layers[i + 1]))
+        c = out
+    return blocks
+
+
+def temporal_halo(config: VAEConfig) -> tuple[int, int]:
+    """(left, right) latent frames of context that fix every decoded frame of a latent frame.
+
+    Count the temporal k=3 convs at each time resolution of the decoder (conv_in, 2 per resnet,
+    1 per upsample conv, conv_out). At the finest level the reach is n_L convs x reach per conv;
+    each coarser level adds its own convs plus half of the finer reach, rounded up (the 2x
+    depth-to-space maps frame q to q // 2): r_{i-1} = n_{i-1} * reach + ceil(r_i / 2).
+    LTX-Video 0.9.0: n = 16, 9, 9, 9 -> r = 9, 14, 16, 24: 24 latent frames each side.
+    """
+    counts = [1]  # conv_in
+    for block in decoder_plan(config):
+        if block.kind == "res":
+            counts[-1] += 2 * block.layers
+        elif block.kind == "channels":
+            counts[-1] += 2
+        elif block.kind == "up":
+            counts[-1] += 1
+            counts.append(0)
+    counts[-1] += 1  # conv_out
+    reach = (2, 0) if config.decoder_causal else (1, 1)
+    halo = []
+    for per_conv in reach:
+        r = 0
+        for n in reversed(counts):
+            r = n * per_conv + -(-r // 2)
+        halo.append(r)
+    return halo[0], halo[1]
+
+
+def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """RMS-normalise over channels (dim 1), computed in float32."""
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.pow(2).mean(1, keepdim=True) + eps)).to(x.dtype)
+
+
+class CausalConv3d(nn.Module):
+    """k x k x k conv, zero-padded in space; in time padded by repeating frames: k-1 copies of the
+    first frame when causal, else (k-1)//2 copies of the first and of the last frame."""
+
+    def __init__(self, cin, cout, kernel=3, stride=1, causal=True, operations=nn, **factory):
+        super().__init__()
+        pad = (kernel - 1) // 2
+        self.time_pad = (kernel - 1, 0) if causal else (pad, pad)
+        self.conv = operations.Conv3d(cin, cout, kernel, stride=stride, padding=(0, pad, pad), **factory)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, T, H, W] -> [B, C', T', H', W']."""
+        if any(self.time_pad):
+            x = F.pad(x, (0, 0, 0, 0, *self.time_pad), mode="replicate")
+        return self.conv(x)
+
+
+class ResBlock(nn.Module):
+    """(pixel-norm, SiLU, conv) twice plus a shortcut; a channel change adds LayerNorm + 1x1x1 conv to it."""
+
+    def __init__(self, cin, cout, eps, causal, operations=nn, **factory):
+        super().__init__()
+        self.conv1 = CausalConv3d(cin, cout, causal=causal, operations=operations, **factory)
+        self.conv2 = CausalConv3d(cout, cout, causal=causal, operations=operations, **factory)
+        self.norm3 = self.conv_shortcut = None
+        if cin != cout:
+            self.norm3 = operations.LayerNorm(cin, eps=eps, **factory)
+            self.conv_shortcut = operations.Conv3d(cin, cout, 1, **factory)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, Cin, T, H, W] -> [B, Cout, T, H, W]."""
+        h = self.conv1(F.silu(pixel_norm(x)))
+        h = self.conv2(F.silu(pixel_norm(h)))
+        if self.conv_shortcut is not None:
+            x = self.conv_shortcut(self.norm3(x.movedim(1, -1)).movedim(-1, 1))  # LayerNorm over channels
+        return x + h
+
+
+class ResStack(nn.Module):
+    """`layers` resnets of constant width, x [B, C, T, H, W] -> same shape."""
+
+    def __init__(self, channels, layers, eps, causal, operations=nn, **factory):
+        super().__init__()
+        self.res_blocks = nn.ModuleList(
+            ResBlock(channels, channels, eps, causal, operations, **factory) for _ in range(layers)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.res_blocks:
+            x = block(x)
+        return x
+
+
+class DepthToSpace(nn.Module):
+    """conv to 8x channels, shuffle them into 2x time/height/width, drop the first frame: T -> 2T-1."""
+
+    def __init__(self, channels, causal, operations=nn, **factory):
+        super().__init__()
+        self.conv = CausalConv3d(channels, 8 * channels, causal=causal, operations=operations, **factory)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, T, H, W] -> [B, C, 2T-1, 2H, 2W]."""
+        x = rearrange(
+            self.conv(x), "b (c pt ph pw) t h w -> b c (t pt) (h ph) (w pw)", pt=2, ph=2, pw=2
+        )  # [B, C, 2T, 2H, 2W]
+        return x[:, :, 1:]  # latent frame 0 stands for one frame only
+
+
+def _make_block(block: VAEBlock, eps, causal, operations, factory) -> nn.Module:
+    if block.kind == "res":
+        return ResStack(block.out_channels, block.layers, eps, causal, operations, **factory)
+    if block.kind == "channels":
+        return ResBlock(block.in_channels, block.out_channels, eps, causal, operations, **factory)
+    if block.kind == "down":
+        return CausalConv3d(
+            block.in_channels, block.out_channels, stride=2, causal=causal, operations=operations, **factory
+        )
+    return DepthToSpace(block.out_channels, causal, operations, **factory)
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: VAEConfig, operations=nn, **factory):
+        super().__init__()
+        self.patch = config.patch_size
+        causal, channels = config.encoder_causal, config.block_out_channels
+        self.conv_in = CausalConv3d(
+            config.in_channels * self.patch**2, channels[0], causal=causal, operations=operations, **factory
+        )
+        self.down_blocks = nn.ModuleList(
+            _make_block(b, config.eps, causal, operations, factory) for b in encoder_plan(config)
+        )
+        self.conv_out = CausalConv3d(
+            channels[-1], config.latent_channels + 1, causal=causal, operations=operations, **factory
+        )
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """video [B, 3, T, H, W] -> [B, latent_channels + 1, 1 + (T-1)/8, H/32, W/32] (means, shared log-var)."""
+        p = self.patch
+        x = rearrange(video, "b c t (h ph) (w pw) -> b (c pw ph) t h w", ph=p, pw=p)  # [B, 3*p*p, T, H/p, W/p]
+        x = self.conv_in(x)
+        for block in self.down_blocks:
+            x = block(x)
+        return self.conv_out(F.silu(pixel_norm(x)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: VAEConfig, operations=nn, **factory):
+        super().__init__()
+        self.patch = config.patch_size
+        causal, channels = config.decoder_causal, config.decoder_block_out_channels
+        self.conv_in = CausalConv3d(
+            config.latent_channels, channels[-1], causal=causal, operations=operations, **factory
+        )
+        self.up_blocks = nn.ModuleList(
+            _make_block(b, config.eps, causal, operations, factory) for b in decoder_plan(config)
+        )
+        self.conv_out = CausalConv3d(
+            channels[0], config.out_channels * self.patch**2, causal=causal, operations=operations, **factory
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z [B, latent_channels, F, h, w] (un-normalised) -> video [B, 3, 1 + 8(F-1), 32h, 32w]."""
+        x = self.conv_in(z)
+        for block in self.up_blocks:
+            x = block(x)
+        x = self.conv_out(F.silu(pixel_norm(x)))
+        return rearrange(x, "b (c pw ph) t h w -> b c t (h ph) (w pw)", ph=self.patch, pw=self.patch)  # [B, 3, T, H, W]
+
+
+class VideoVAE(nn.Module):
+    """LTX-Video causal VAE with per-channel latent normalisation: encode() gives and decode() takes
+    normalised latents, (z - latents_mean) / latents_std."""
+
+    def __init__(self, config: VAEConfig, operations=nn, device=None, dtype=None):
+        super().__init__()
+        if config.patch_size_t != 1:
+            raise RAPInputError(
+                f"VAE patch_size_t {config.patch_size_t} is not supported: the LTX-Video VAE maps 1 + 8k "
+                "frames to 1 + k latents and needs patch_size_t 1. Fix the preset's VAEConfig."
+            )
+        if sum(config.decoder_spatio_temporal_scaling) != sum(config.spatio_temporal_scaling):
+            raise RAPInputError(
+                "The VAE decoder must upsample as often as the encoder downsamples; make "
+                "decoder_spatio_temporal_scaling count as many True entries as spatio_temporal_scaling."
+            )
+        self.config = config
+        factory = dict(device=device, dtype=dtype)
+        self.encoder = Encoder(config, operations, **factory)
+        self.decoder = Decoder(config, operations, **factory)
+        self.register_buffer("latents_mean", torch.zeros(config.latent_channels, **factory))
+        self.register_buffer("latents_std", torch.ones(config.latent_channels, **factory))
+
+    @property
+    def spatial_stride(self) -> int:
+        return self.config.spatial_stride
+
+    @property
+    def temporal_stride(self) -> int:
+        return self.config.temporal_stride
+
+    @property
+    def decode_halo(self) -> tuple[int, int]:
+        """(left, right) latent frames of context that chunked decoding adds around each chunk."""
+        return temporal_halo(self.config)
+
+    def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = rearrange(self.latents_mean, "c -> c 1 1 1").to(like)  # [C, 1, 1, 1]
+        std = rearrange(self.latents_std, "c -> c 1 1 1").to(like)  # [C, 1, 1, 1]
+        return mean, std
+
+    def _check_video(self, video: torch.Tensor) -> None:
+        if video.ndim != 5 or video.shape[1] != self.config.in_channels:
+            raise RAPInputError(
+                f"VAE.encode expects a video [B, {self.config.in_channels}, T, H, W] in [-1, 1], got shape "
+                f"{tuple(video.shape)}. Move the colour channels to dim 1 and add batch/time dims."
+            )
+        frames, height, width = video.shape[2:]
+        t, s = self.temporal_stride, self.spatial_stride
+        if frames < 1 or (frames - 1) % t:
+            below = 1 + max(frames - 1, 0) // t * t
+            raise RAPInputError(
+                f"VAE.encode got {frames} frames; the LTX-Video VAE needs 1 + {t}k frames (1, {1 + t}, "
+                f"{1 + 2 * t}, ...). Trim the clip to {below} or pad it to {below + t} frames."
+            )
+        for name, size in (("height", height), ("width", width)):
+            if size % s or size == 0:
+                nearest = " or ".join(str(n) for n in sorted({max(s, size // s * s), (size // s + 1) * s}))
+                raise RAPInputError(
+                    f"VAE.encode got {name} {size}; it must be a positive multiple of {s}. Resize or crop "
+                    f"the video to {nearest}."
+                )
+
+    def encode(
+        self, video: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """video [B, 3, T, H, W] in [-1, 1] (T = 1 + 8k, H, W multiples of 32)
+        -> normalised latents [B, C, 1 + (T-1)/8, H/32, W/32]: the posterior mean, or a posterior
+        sample (mean + exp(logvar / 2) * noise from `generator`) when `sample`."""
+        self._check_video(video)
+        moments = self.encoder(video)  # [B, C + 1, F, h, w]
+        z = moments[:, :-1]
+        if sample:
+            std = torch.exp(0.5 * moments[:, -1:].clamp(-30.0, 20.0))  # one log-var for every channel
+            device = generator.device if generator is not None else z.device
+            z = z + std * torch.randn(z.shape, generator=generator, device=device, dtype=z.dtype).to(z.device)
+        mean, std = self._stats(z)
+        return (z - mean) / std
+
+    def decode(self, latents: torch.Tensor, chunk_latents: int | None = None) -> torch.Tensor:
+        """latents [B, C, F, h, w] normalised -> video [B, 3, 1 + 8(F-1), 32h, 32w], about [-1, 1].
+
+        With `chunk_latents`, decode that many latent frames at a time, each with `decode_halo`
+        latent frames of context either side (clipped at the clip ends), and keep only the frames
+        of its own latents: the result equals the full decode while memory stays bounded by
+        chunk_latents + left + right halo latent frames, whatever the clip length.
+        """
+        if latents.ndim != 5 or latents.shape[1] != self.config.latent_channels:
+            raise RAPInputError(
+                f"VAE.decode expects latents [B, {self.config.latent_channels}, F, h, w], got shape "
+                f"{tuple(latents.shape)}. Pass the latents the sampler or VAE.encode produced."
+            )
+        if chunk_latents is not None and chunk_latents < 1:
+            raise RAPInputError(
+                f"chunk_latents must be a positive number of latent frames or None (no chunking), got {chunk_latents}."
+            )
+        mean, std = self._stats(latents)
+        z = latents * std + mean
+        count = z.shape[2]
+        if chunk_latents is None or chunk_latents >= count:
+            return self.decoder(z)
+        (left, right), t = self.decode_halo, self.temporal_stride
+        pieces = []
+        for start in range(0, count, chunk_latents):
+            stop = min(start + chunk_latents, count)
+            lo, hi = max(0, start - left), min(count, stop + right)
+            video = self.decoder(z[:, :, lo:hi])  # video frames t*lo .. t*(hi-1)
+            first = 0 if start == 0 else t * (start - 1) + 1  # latent f >= 1 owns frames t(f-1)+1 .. t*f
+            pieces.append(video[:, :, first - t * lo : t * (stop - 1) + 1 - t * lo])
+        return torch.cat(pieces, dim=2)
+
+
+def build_vae(config: RAPConfig, device=None, dtype=None, operations=nn) -> VideoVAE:
+    """The VAE of `config.vae` with default-initialised weights (load a checkpoint into it)."""
+    return VideoVAE(config.vae, operations=operations, device=device, dtype=dtype)

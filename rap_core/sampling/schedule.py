@@ -1,0 +1,42 @@
+"""Flow-matching timesteps: a shifted uniform schedule or an explicit list, on the 0..1000 scale.
+
+Convention (Wan / FlashHead): x_t = (1 - t) * x0 + t * noise with t = timestep / 1000, and the
+network predicts the velocity v = noise - x0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import RAPInputError
+
+NUM_TRAIN_TIMESTEPS = 1000.0
+
+
+def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """Resolution shift t' = s*t / (1 + (s-1)*t) on the 0..1000 scale (s > 1 spends more steps at high noise)."""
+    u = t / NUM_TRAIN_TIMESTEPS
+    return shift * u / (1 + (shift - 1) * u) * NUM_TRAIN_TIMESTEPS
+
+
+def flow_timesteps(steps: int, shift: float = 1.0, explicit: Sequence[float] | None = None) -> torch.Tensor:
+    """Denoising timesteps, descending, with the final 0 appended: shape [steps + 1], float64.
+
+    `explicit` (0..1000, descending, without the final 0) is used as given; otherwise `steps`
+    uniform points from 1000 down (exclusive of 0) are shifted by `shift`. FlashHead-Lite's 4 steps
+    at shift 5 give [1000, 937.5, 833.33, 625, 0].
+    """
+    if explicit is not None:
+        t = torch.tensor([float(v) for v in explicit], dtype=torch.float64)
+        if t.numel() == 0 or (t[:-1] <= t[1:]).any() or t.max() > NUM_TRAIN_TIMESTEPS or t.min() <= 0:
+            raise RAPInputError(
+                f"Explicit timesteps {list(explicit)} must be a non-empty, strictly decreasing list in "
+                "(0, 1000]; the final 0 is added for you."
+            )
+    else:
+        if steps < 1:
+            raise RAPInputError(f"steps must be at least 1 (got {steps}); FlashHead-Lite uses 4.")
+        t = shift_timesteps(torch.linspace(NUM_TRAIN_TIMESTEPS, 0.0, steps + 1, dtype=torch.float64)[:-1], shift)
+    return torch.cat([t, t.new_zeros(1)])
