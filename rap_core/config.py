@@ -13,6 +13,7 @@ from .errors import RAPInputError
 
 AudioMode = Literal["window", "full", "hybrid"]
 Continuity = Literal["inherit", "motion_frames", "none"]
+Sampler = Literal["euler", "renoise"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class AudioConfig:
     # projection (FlashHead's AudioProjModel)
     intermediate_dim: int = 512
     context_tokens: int = 32
+    # chunk-independent features (audio_features.py): video frames [jG, (j+1)G) come from one
+    # encoder call on the audio of frames [jG - context, (j+1)G + lookahead), silence outside the clip
+    segment_frames: int = 25  # G: 1 s at 25 fps
+    context_seconds: float = 8.0  # past audio each segment sees (FlashHead's 8 s streaming cache)
+    lookahead_frames: int = 8  # future audio the last frame of a segment sees (one latent frame)
 
 
 @dataclass(frozen=True)
@@ -91,11 +97,13 @@ class SamplingConfig:
     steps: int = 4
     shift: float = 5.0
     timesteps: tuple[float, ...] | None = None  # explicit schedule (0..1000) overrides steps/shift
+    sampler: Sampler = "renoise"  # "euler" (ODE) or FlashHead's distilled x0-then-renoise update
     cfg_scale: float = 1.0  # audio classifier-free guidance; 1.0 = off
     continuity: Continuity = "motion_frames"
     inherit_latents: int = 3  # n for continuity="inherit"
     motion_latents: int = 2  # clean prefix latents for continuity="motion_frames"
     chunk_latents: int = 5  # latent frames per chunk (5 -> 33 video frames)
+    color_correction: float = 1.0  # Lab colour matching of decoded frames to the reference (0 = off)
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,8 @@ _PRESETS: dict[str, RAPConfig] = {
         name="rap-1.3b",
         dit=replace(_FLASHHEAD.dit, audio_mode="hybrid"),
         sampling=SamplingConfig(
-            steps=8, shift=5.0, cfg_scale=5.0, continuity="inherit", inherit_latents=3, chunk_latents=11
+            steps=8, shift=5.0, sampler="euler", cfg_scale=5.0, continuity="inherit", inherit_latents=3,
+            chunk_latents=11, color_correction=0.0,
         ),
     ),
     "tiny": RAPConfig(
@@ -160,7 +169,9 @@ _PRESETS: dict[str, RAPConfig] = {
             hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
             conv_dim=(16,) * 7, intermediate_dim=32, context_tokens=4,
         ),
-        sampling=SamplingConfig(steps=2, continuity="inherit", inherit_latents=1, chunk_latents=3),
+        sampling=SamplingConfig(
+            steps=2, sampler="euler", continuity="inherit", inherit_latents=1, chunk_latents=3, color_correction=0.0
+        ),
         height=64,
         width=64,
     ),

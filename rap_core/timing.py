@@ -12,6 +12,8 @@ Everything is exact integer arithmetic on sample counts, so 1.32 s of 16 kHz aud
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .errors import RAPInputError
 
 
@@ -44,3 +46,45 @@ def covered_video_frames(latent_frames: int, temporal_stride: int) -> int:
     """Video frames the VAE decodes from `latent_frames` latent frames: 1 + stride * (F - 1)."""
     _check_positive(latent_frames=latent_frames, temporal_stride=temporal_stride)
     return 1 + temporal_stride * (latent_frames - 1)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of the streaming loop: a clip of video frames [start, start + clip_frames)."""
+
+    index: int
+    start: int  # first video frame of the clip (absolute)
+    emit_from: int  # clip frames before this were already emitted by the previous chunk
+    emit_to: int  # clip frames from here on lie past the audio's end and are dropped
+
+
+def overlap_frames(overlap_latents: int, temporal_stride: int) -> int:
+    """Video frames two consecutive chunks share when the next one's first `n` latent frames
+    continue the previous one's last `n`: 1 + stride*(n-1) (0 when n = 0). A continued latent
+    frame 0 decodes to the last video frame of the 8-frame group it stood for in the old chunk."""
+    return 0 if overlap_latents == 0 else 1 + temporal_stride * (overlap_latents - 1)
+
+
+def plan_chunks(total_frames: int, chunk_latents: int, overlap_latents: int, temporal_stride: int) -> list[Chunk]:
+    """Chunks that cover `total_frames` video frames exactly once between them.
+
+    Chunk k's clip has 1 + stride*(K-1) frames and starts 1 + stride*(K-1) - overlap frames after
+    chunk k-1's; the first chunk emits all its frames, later ones only the new ones, and the last
+    one stops at `total_frames`.
+    """
+    _check_positive(total_frames=total_frames, chunk_latents=chunk_latents, temporal_stride=temporal_stride)
+    if not 0 <= overlap_latents < chunk_latents:
+        raise RAPInputError(
+            f"The chunk overlap ({overlap_latents} latent frames) must be at least 0 and below the chunk "
+            f"length ({chunk_latents} latent frames); lower the continuity n or raise the chunk length."
+        )
+    clip = covered_video_frames(chunk_latents, temporal_stride)
+    overlap = overlap_frames(overlap_latents, temporal_stride)
+    chunks, start = [], 0
+    while True:
+        index = len(chunks)
+        emit_from = overlap if index else 0
+        chunks.append(Chunk(index, start, emit_from, min(clip, total_frames - start)))
+        if start + clip >= total_frames:
+            return chunks
+        start += clip - overlap

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..errors import RAPInputError
 from .guidance import ModelFn
 from .steps import STEPPERS
 
@@ -27,6 +28,8 @@ def denoise(
     `before_step(i, x) -> x` runs before every model call (continuity writes its prefix there);
     `after_step(i, x)` sees the updated latent (progress, cancellation, previews).
     """
+    if sampler not in STEPPERS:
+        raise RAPInputError(f"Unknown sampler '{sampler}'; choose one of {sorted(STEPPERS)}.")
     step = STEPPERS[sampler]
     for i in range(len(timesteps) - 1):
         t, t_next = float(timesteps[i]), float(timesteps[i + 1])

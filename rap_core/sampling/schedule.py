@@ -29,14 +29,19 @@ def flow_timesteps(steps: int, shift: float = 1.0, explicit: Sequence[float] | N
     at shift 5 give [1000, 937.5, 833.33, 625, 0].
     """
     if explicit is not None:
-        t = torch.tensor([float(v) for v in explicit], dtype=torch.float64)
-        if t.numel() == 0 or (t[:-1] <= t[1:]).any() or t.max() > NUM_TRAIN_TIMESTEPS or t.min() <= 0:
+        try:
+            t = torch.tensor([float(v) for v in explicit], dtype=torch.float64)
+        except (TypeError, ValueError):
+            t = torch.empty(0)
+        if t.numel() == 0 or not ((t[:-1] > t[1:]).all() and (t > 0).all() and (t <= NUM_TRAIN_TIMESTEPS).all()):
             raise RAPInputError(
-                f"Explicit timesteps {list(explicit)} must be a non-empty, strictly decreasing list in "
-                "(0, 1000]; the final 0 is added for you."
+                f"Explicit timesteps {explicit!r} must be a non-empty, strictly decreasing list of numbers "
+                "in (0, 1000]; the final 0 is added for you."
             )
     else:
         if steps < 1:
             raise RAPInputError(f"steps must be at least 1 (got {steps}); FlashHead-Lite uses 4.")
+        if not shift > 0:
+            raise RAPInputError(f"shift must be positive (got {shift}); 1 is no shift, FlashHead uses 5.")
         t = shift_timesteps(torch.linspace(NUM_TRAIN_TIMESTEPS, 0.0, steps + 1, dtype=torch.float64)[:-1], shift)
     return torch.cat([t, t.new_zeros(1)])

@@ -12,8 +12,11 @@ def _scale(t: float, like: torch.Tensor) -> torch.Tensor:
 
 
 def euler_step(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float, noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Deterministic ODE step x_next = x + (t_next - t) * v (`noise` unused; same signature as renoise_step)."""
-    return x + (_scale(t_next, x) - _scale(t, x)) * v
+    """Deterministic ODE step x_next = x + (t_next - t) * v (`noise` unused; same signature as renoise_step).
+
+    The step size is rounded to x's dtype once, as FlashHead's teacher sampler does.
+    """
+    return x + _scale(t_next - t, x) * v
 
 
 def renoise_step(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float, noise: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,142 @@
+"""Per-video-frame wav2vec2 features that do not depend on how the video is chunked.
+
+wav2vec2 normalises and attends over its whole input, so a frame's features change with the
+stretch of audio that is encoded. Here that stretch is fixed by the frame alone: video frames are
+grouped into segments of G frames on an absolute grid, and segment j = frames [jG, (j+1)G) takes
+its features from one encoder call on the audio of frames [jG - context, (j+1)G + lookahead)
+(silence before the clip's start and after its end), keeping the G frames of the segment.
+A frame's features are thus a pure function of the audio: the same for `generate()` and
+`stream()`, any chunk length and any overlap; and each segment reads a bounded stretch of audio,
+so memory stays bounded however long the audio is.
+
+Frame f starts at sample floor(f * sample_rate / fps) (640 samples per frame at 16 kHz, 25 fps).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import AudioConfig, RAPConfig
+from .errors import RAPInputError
+from .models.audio import AudioEncoder, frame_windows
+from .timing import video_frame_count
+
+
+class AudioFeatures:
+    """The wav2vec2 features of one mono track, computed lazily a segment at a time.
+
+    Callers walk forward through the audio (the pipeline's chunks): every request drops the cached
+    segments before its first frame and keeps at most `cache_segments` segments after it.
+    `batch_segments` segments share one encoder call (each is normalised on its own, so batching
+    does not change them); it bounds peak memory (about 60 MB of CNN activations per segment for
+    wav2vec2-base in float32).
+    """
+
+    def __init__(
+        self,
+        encoder: AudioEncoder,
+        waveform: torch.Tensor,
+        config: RAPConfig | AudioConfig,
+        fps: int | None = None,
+        batch_segments: int = 8,
+        cache_segments: int = 4,
+    ):
+        """waveform [S] mono at `config`'s sample rate (`rap_core.media.audio_to_mono`); `fps` comes
+        from a RAPConfig and must be given with an AudioConfig."""
+        audio = config.audio if isinstance(config, RAPConfig) else config
+        fps = fps if fps is not None else getattr(config, "fps", None)
+        if fps is None or fps < 1:
+            raise RAPInputError(
+                f"AudioFeatures needs the video frame rate: got fps={fps}. Pass a RAPConfig, or an "
+                "AudioConfig together with fps=<frames per second>."
+            )
+        if waveform.ndim != 1 or waveform.numel() == 0:
+            raise RAPInputError(
+                f"AudioFeatures takes one non-empty mono track shaped [samples]; got shape "
+                f"{tuple(waveform.shape)}. Convert the audio with rap_core.media.audio_to_mono first."
+            )
+        if audio.segment_frames < 1 or audio.lookahead_frames < 0 or audio.context_seconds < 0:
+            raise RAPInputError(
+                f"Audio segments need segment_frames >= 1, lookahead_frames >= 0 and context_seconds >= 0; "
+                f"got {audio.segment_frames}, {audio.lookahead_frames} and {audio.context_seconds}. Fix the AudioConfig."
+            )
+        if batch_segments < 1 or cache_segments < 1:
+            raise RAPInputError(
+                f"batch_segments and cache_segments must be at least 1, got {batch_segments} and {cache_segments}."
+            )
+        self.encoder, self.waveform, self.fps = encoder, waveform.float(), fps
+        self.sample_rate, self.window = audio.sample_rate, audio.window
+        self.segment, self.context = audio.segment_frames, round(audio.context_seconds * fps)
+        self.span_frames = self.context + self.segment + audio.lookahead_frames
+        self.span_samples = -(-self.span_frames * self.sample_rate // fps)
+        if self.span_samples < encoder.min_samples:
+            raise RAPInputError(
+                f"An audio segment with its context spans {self.span_samples} samples, fewer than the "
+                f"{encoder.min_samples} wav2vec2 needs; raise segment_frames or context_seconds."
+            )
+        self.num_frames = video_frame_count(waveform.numel(), self.sample_rate, fps)
+        self.batch_segments, self.cache_segments = batch_segments, cache_segments
+        self.segments_encoded = 0  # encoder work done so far, in segments
+        self._cache: dict[int, torch.Tensor] = {}  # segment index -> features [G, L, C]
+
+    @property
+    def cached_segments(self) -> int:
+        return len(self._cache)
+
+    def _span(self, segment: int) -> torch.Tensor:
+        """The audio segment `segment` is encoded from: [span_samples], zeros outside the clip."""
+        start = (segment * self.segment - self.context) * self.sample_rate // self.fps
+        span = self.waveform.new_zeros(self.span_samples)
+        low, high = max(start, 0), min(start + self.span_samples, self.waveform.numel())
+        if low < high:
+            span[low - start : high - start] = self.waveform[low:high]
+        return span
+
+    def _encode(self, segments: list[int]) -> list[torch.Tensor]:
+        """Segment indices -> their features, each [G, L, C], `batch_segments` per encoder call."""
+        device = self.encoder.model.feature_projection.projection.weight.device
+        features = []
+        for first in range(0, len(segments), self.batch_segments):
+            batch = segments[first : first + self.batch_segments]
+            spans = torch.stack([self._span(j) for j in batch]).to(device)  # [B, span_samples]
+            with torch.no_grad():
+                encoded = self.encoder(spans, self.span_frames)  # [B, span_frames, L, C]
+            kept = encoded[:, self.context : self.context + self.segment]  # [B, G, L, C]
+            features.extend(item.clone() for item in kept)
+            self.segments_encoded += len(batch)
+        return features
+
+    def frames(self, start: int, end: int) -> torch.Tensor:
+        """Features of video frames [start, end) -> [1, end - start, L, C]. Frames at or past
+        `num_frames` are those of the audio followed by silence."""
+        if not 0 <= start < end:
+            raise RAPInputError(f"Audio frames [{start}, {end}) are not a range: need 0 <= start < end.")
+        first, last = start // self.segment, (end - 1) // self.segment
+        self._cache = {j: cached for j, cached in self._cache.items() if j >= first}
+        missing = [j for j in range(first, last + 1) if j not in self._cache]
+        self._cache.update(zip(missing, self._encode(missing)))
+        segments = torch.cat([self._cache[j] for j in range(first, last + 1)])  # [(last-first+1)*G, L, C]
+        self._cache = {j: cached for j, cached in self._cache.items() if j > last - self.cache_segments}
+        offset = first * self.segment
+        return segments[None, start - offset : end - offset]  # [1, end - start, L, C]
+
+    def windows(self, start: int, end: int, window: int | None = None) -> torch.Tensor:
+        """Context windows of video frames [start, end) -> [1, end - start, W, L, C]: frames
+        i - W//2 .. i + W//2 around every frame i (default W from the config), clamped only at the
+        audio's first frame. Past the end the windows read the features of silence, so every frame's
+        window is the same whatever chunk asks for it."""
+        window = self.window if window is None else window
+        if window < 1 or window % 2 == 0:
+            raise RAPInputError(f"The audio window must be a positive odd number of frames, got {window}.")
+        low = max(start - window // 2, 0)
+        features = self.frames(low, end + window // 2)  # [1, end + W//2 - low, L, C]
+        return frame_windows(features, window)[:, start - low : end - low]  # [1, end - start, W, L, C]
+
+    def encode_all(self, end: int | None = None) -> torch.Tensor:
+        """Features of video frames [0, end) (default `num_frames`) in batched encoder calls,
+        bypassing the cache -> [1, end, L, C]; equal to `frames(0, end)`."""
+        end = self.num_frames if end is None else end
+        if end < 1:
+            raise RAPInputError(f"encode_all needs at least one frame, got end={end}.")
+        segments = self._encode(list(range(-(-end // self.segment))))
+        return torch.cat(segments)[None, :end]  # [1, end, L, C]

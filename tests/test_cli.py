@@ -1,0 +1,65 @@
+"""The CLI end to end on the tiny preset: an mp4 with exactly ceil(seconds * 25) frames and the audio."""
+
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rap_core.media import probe_mp4
+
+RATE = 22050  # deliberately not 16 kHz: the CLI resamples
+
+
+def write_wav(path, seconds: float) -> int:
+    samples = int(round(seconds * RATE))
+    t = np.arange(samples) / RATE
+    tone = 0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    stereo = np.stack([tone, 0.5 * tone], axis=1)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes((stereo * 32767).astype("<i2").tobytes())
+    return samples
+
+
+@pytest.fixture(scope="module")
+def portrait_png(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "portrait.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (120, 90, 4), dtype=np.uint8), "RGBA").save(path)
+    return path
+
+
+@pytest.mark.parametrize("seconds", [0.5, 1.32, 7.0, 61.0])
+def test_cli_writes_mp4_with_exact_frames_and_audio(tmp_path, portrait_png, seconds):
+    audio = tmp_path / "speech.wav"
+    samples = write_wav(audio, seconds)
+    out = tmp_path / "talk.mp4"
+    result = subprocess.run(
+        [sys.executable, "-m", "rap_core", "generate", "--preset", "tiny", "--image", str(portrait_png),
+         "--audio", str(audio), "--out", str(out), "--seed", "3"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = probe_mp4(out)
+    assert info["frames"] == -(-samples * 25 // RATE)  # ceil(seconds * 25), exactly
+    assert (info["width"], info["height"]) == (64, 64)
+    assert abs(info["audio_seconds"] - samples / RATE) <= 1 / 25
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path, portrait_png):
+    audio = tmp_path / "empty.wav"
+    write_wav(audio, 0.0)
+    result = subprocess.run(
+        [sys.executable, "-m", "rap_core", "generate", "--preset", "tiny", "--image", str(portrait_png),
+         "--audio", str(audio), "--out", str(tmp_path / "x.mp4")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.mp4").exists()
