@@ -18,9 +18,9 @@ from einops import rearrange, repeat
 from .audio_features import AudioFeatures
 from .config import RAPConfig, SamplingConfig, get_preset
 from .errors import RAPInputError
-from .loading.models import load_dit, load_vae
+from .loading.models import load_dit, load_vae, load_wav2vec2
 from .media import audio_to_mono, prepare_image
-from .models.audio import AudioEncoder, build_wav2vec2, load_wav2vec2
+from .models.audio import AudioEncoder, build_wav2vec2
 from .models.dit import RAPTransformer, build_dit
 from .models.vae import VideoVAE, build_vae
 from .sampling.color import match_colors

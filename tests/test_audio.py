@@ -12,7 +12,8 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 from rap_core.config import get_preset
 from rap_core.errors import CheckpointError, MissingWeightsError, RAPInputError
 from rap_core.media import audio_to_mono
-from rap_core.models.audio import AudioEncoder, build_wav2vec2, frame_windows, load_wav2vec2, wav2vec2_config
+from rap_core.loading import load_wav2vec2
+from rap_core.models.audio import AudioEncoder, build_wav2vec2, frame_windows, wav2vec2_config
 
 REPO = "facebook/wav2vec2-base-960h"
 

@@ -1,4 +1,5 @@
 """Weight files -> ready networks: read, convert keys to our layout, check strictly, load.
+The wav2vec2 encoder comes from a transformers folder, from disk only.
 
 Networks are built on the meta device and take the file's tensors directly, so a 1.3B model never
 exists twice in memory and is never randomly initialised first.
@@ -8,11 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
+from transformers import Wav2Vec2Model
 
 from ..config import RAPConfig
+from ..errors import CheckpointError, MissingWeightsError
+from ..models.audio import WAV2VEC2_REPO, AudioEncoder
 from ..models.dit import RAPTransformer, build_dit
 from ..models.vae import VideoVAE, build_vae
 from .checkpoint import StateDict, cast_floating, read_state_dict
@@ -21,6 +27,7 @@ from .strict import load_state_dict_strict
 from .vae_keys import convert_vae_state_dict
 
 WeightsArg = str | os.PathLike | StateDict
+WAV2VEC2_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def _read(weights: WeightsArg) -> tuple[StateDict, str]:
@@ -54,3 +61,30 @@ def load_vae(
     converted = cast_floating(convert_vae_state_dict(state, config), dtype)
     load_state_dict_strict(model, converted, what=f"VAE ({origin}, preset '{config.name}')")
     return model.to(device).eval()
+
+
+def load_wav2vec2(directory: str | Path, device=None, dtype=None) -> AudioEncoder:
+    """Load a transformers wav2vec2 folder (config.json + model.safetensors or pytorch_model.bin)
+    from disk only, never from the hub. dtype None keeps float32, as FlashHead runs it."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise MissingWeightsError("config.json", str(folder), WAV2VEC2_REPO, "The folder does not exist.")
+    if not (folder / "config.json").is_file():
+        raise MissingWeightsError("config.json", str(folder), WAV2VEC2_REPO)
+    if not any((folder / name).is_file() for name in WAV2VEC2_WEIGHT_FILES):
+        hint = f"('{WAV2VEC2_WEIGHT_FILES[1]}' works too.)"
+        raise MissingWeightsError(WAV2VEC2_WEIGHT_FILES[0], str(folder), WAV2VEC2_REPO, hint)
+    try:
+        model, info = Wav2Vec2Model.from_pretrained(folder, local_files_only=True, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
+        raise CheckpointError(
+            f"Could not load wav2vec2 from '{folder}': {str(error).rstrip('.')}. Expected the files of '{WAV2VEC2_REPO}'; "
+            "download them again."
+        ) from error
+    if info["missing_keys"]:
+        missing = ", ".join(sorted(info["missing_keys"])[:8])
+        raise CheckpointError(
+            f"The wav2vec2 weights in '{folder}' lack {len(info['missing_keys'])} tensors ({missing}); "
+            f"expected a complete checkpoint of '{WAV2VEC2_REPO}'. Download it again."
+        )
+    return AudioEncoder(model).eval().to(device=device, dtype=dtype or torch.float32)

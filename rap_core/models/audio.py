@@ -11,20 +11,16 @@ Then every video frame gets the features of frames i-2..i+2 (edge-replicated at 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors import SafetensorError
 from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from ..config import AudioConfig
-from ..errors import CheckpointError, MissingWeightsError, RAPInputError
+from ..errors import CheckpointError, RAPInputError
 
 WAV2VEC2_REPO = "facebook/wav2vec2-base-960h"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor's variance epsilon
 
 
@@ -120,30 +116,3 @@ def wav2vec2_config(audio: AudioConfig) -> Wav2Vec2Config:
 def build_wav2vec2(audio: AudioConfig, device=None, dtype=None) -> AudioEncoder:
     """A randomly initialised encoder with `audio`'s sizes (tests and the tiny preset)."""
     return AudioEncoder(Wav2Vec2Model(wav2vec2_config(audio))).eval().to(device=device, dtype=dtype)
-
-
-def load_wav2vec2(directory: str | Path, device=None, dtype=None) -> AudioEncoder:
-    """Load a transformers wav2vec2 folder (config.json + model.safetensors or pytorch_model.bin)
-    from disk only, never from the hub. dtype None keeps float32, as FlashHead runs it."""
-    folder = Path(directory)
-    if not folder.is_dir():
-        raise MissingWeightsError("config.json", str(folder), WAV2VEC2_REPO, "The folder does not exist.")
-    if not (folder / "config.json").is_file():
-        raise MissingWeightsError("config.json", str(folder), WAV2VEC2_REPO)
-    if not any((folder / name).is_file() for name in WEIGHT_FILES):
-        hint = f"('{WEIGHT_FILES[1]}' works too.)"
-        raise MissingWeightsError(WEIGHT_FILES[0], str(folder), WAV2VEC2_REPO, hint)
-    try:
-        model, info = Wav2Vec2Model.from_pretrained(folder, local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
-        raise CheckpointError(
-            f"Could not load wav2vec2 from '{folder}': {str(error).rstrip('.')}. Expected the files of '{WAV2VEC2_REPO}'; "
-            "download them again."
-        ) from error
-    if info["missing_keys"]:
-        missing = ", ".join(sorted(info["missing_keys"])[:8])
-        raise CheckpointError(
-            f"The wav2vec2 weights in '{folder}' lack {len(info['missing_keys'])} tensors ({missing}); "
-            f"expected a complete checkpoint of '{WAV2VEC2_REPO}'. Download it again."
-        )
-    return AudioEncoder(model).eval().to(device=device, dtype=dtype or torch.float32)
