@@ -166,14 +166,9 @@ class RAPPipeline:
             tokens = self.dit.encode_audio(windows)  # [1, K, M, D]
             noise = torch.randn(latent_shape, generator=generator).to(self.device, self.dtype)
 
-            def before_step(step: int, x: torch.Tensor, index: int = chunk.index) -> torch.Tensor:
-                x = continuity.before_step(step, x)
-                if progress is not None:
-                    progress(index, step, x)
-                return x
-
+            hook = _prefix_then_report(continuity, progress, chunk.index)
             latent = continuity.finish(
-                denoise(model_fn, noise, tokens, run.timesteps, cfg.sampler, generator, before_step=before_step)
+                denoise(model_fn, noise, tokens, run.timesteps, cfg.sampler, generator, before_step=hook)
             )
             video = self.vae.decode(latent).clamp(-1, 1)  # [1, 3, T_c, H, W]
             if cfg.color_correction > 0:
@@ -200,3 +195,15 @@ class RAPPipeline:
     def generate(self, image, audio, sample_rate: int, seed: int = 0, progress: StepCallback | None = None, **options) -> torch.Tensor:
         """The whole video: frames [N, H, W, 3] float32 in 0..1, N = ceil(audio seconds * fps)."""
         return torch.cat(list(self.stream(image, audio, sample_rate, seed=seed, progress=progress, **options)))
+
+
+def _prefix_then_report(continuity, progress: StepCallback | None, chunk: int):
+    """The loop's before_step hook: write the continuity prefix, then report the model's input."""
+
+    def before_step(step: int, x: torch.Tensor) -> torch.Tensor:
+        x = continuity.before_step(step, x)
+        if progress is not None:
+            progress(chunk, step, x)
+        return x
+
+    return before_step
