@@ -14,12 +14,14 @@ Frame f starts at sample floor(f * sample_rate / fps) (640 samples per frame at 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .config import AudioConfig, RAPConfig
 from .errors import RAPInputError
 from .models.audio import AudioEncoder, frame_windows
-from .timing import video_frame_count
+from .timing import MAX_CHUNK_LATENTS, covered_video_frames, video_frame_count
 
 
 class AudioFeatures:
@@ -121,22 +123,74 @@ class AudioFeatures:
         return segments[None, start - offset : end - offset]  # [1, end - start, L, C]
 
     def windows(self, start: int, end: int, window: int | None = None) -> torch.Tensor:
-        """Context windows of video frames [start, end) -> [1, end - start, W, L, C]: frames
-        i - W//2 .. i + W//2 around every frame i (default W from the config), clamped only at the
-        audio's first frame. Past the end the windows read the features of silence, so every frame's
-        window is the same whatever chunk asks for it."""
-        window = self.window if window is None else window
-        if window < 1 or window % 2 == 0:
-            raise RAPInputError(f"The audio window must be a positive odd number of frames, got {window}.")
-        low = max(start - window // 2, 0)
-        features = self.frames(low, end + window // 2)  # [1, end + W//2 - low, L, C]
-        return frame_windows(features, window)[:, start - low : end - low]  # [1, end - start, W, L, C]
+        """Context windows of video frames [start, end) -> [1, end - start, W, L, C] (`context_windows`)."""
+        return context_windows(self.frames, start, end, self.window if window is None else window)
 
-    def encode_all(self, end: int | None = None) -> torch.Tensor:
+    def encode_all(self, end: int | None = None, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Features of video frames [0, end) (default `num_frames`) in batched encoder calls,
-        bypassing the cache -> [1, end, L, C]; equal to `frames(0, end)`."""
+        bypassing the cache -> [1, end, L, C]; equal to `frames(0, end)`. `progress(done, total)`
+        is called with segment counts after every encoder call."""
         end = self.num_frames if end is None else end
         if end < 1:
             raise RAPInputError(f"encode_all needs at least one frame, got end={end}.")
-        segments = self._encode(list(range(-(-end // self.segment))))
+        total, segments = -(-end // self.segment), []
+        for first in range(0, total, self.batch_segments):
+            segments += self._encode(list(range(first, min(first + self.batch_segments, total))))
+            if progress is not None:
+                progress(len(segments), total)
         return torch.cat(segments)[None, :end]  # [1, end, L, C]
+
+    def encode(
+        self,
+        temporal_stride: int,
+        num_frames: int | None = None,
+        max_chunk_latents: int = MAX_CHUNK_LATENTS,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EncodedAudio:
+        """All the features a talk of `num_frames` video frames (default: the audio's) can ask for with
+        chunks of up to `max_chunk_latents` latent frames (of `temporal_stride` video frames each),
+        computed now -> EncodedAudio. Frames past
+        the audio's end are those of silence, so a longer talk holds still at the end."""
+        num_frames = self.num_frames if num_frames is None else num_frames
+        if num_frames < 1:
+            raise RAPInputError(f"A talk needs at least one video frame, got {num_frames}.")
+        clip = covered_video_frames(max_chunk_latents, temporal_stride)
+        end = num_frames - 1 + clip + self.window // 2  # the last chunk starts at a frame < num_frames
+        return EncodedAudio(self.encode_all(end, progress)[0], num_frames, self.window, max_chunk_latents)
+
+
+class EncodedAudio:
+    """A talk's audio features held in memory (ComfyUI's RAP_AUDIO_EMBEDS): the frames of
+    `AudioFeatures` for every chunk a talk of `num_frames` frames can ask for."""
+
+    def __init__(self, features: torch.Tensor, num_frames: int, window: int, max_chunk_latents: int):
+        """features [N, L, C] of video frames [0, N)."""
+        self.features, self.num_frames, self.window = features, num_frames, window
+        self.max_chunk_latents = max_chunk_latents
+
+    def frames(self, start: int, end: int) -> torch.Tensor:
+        """Features of video frames [start, end) -> [1, end - start, L, C]."""
+        if not 0 <= start < end:
+            raise RAPInputError(f"Audio frames [{start}, {end}) are not a range: need 0 <= start < end.")
+        if end > self.features.shape[0]:
+            raise RAPInputError(
+                f"Audio features end at frame {self.features.shape[0]} but frame {end - 1} was asked for: chunks "
+                f"are limited to {self.max_chunk_latents} latent frames; lower the chunk length."
+            )
+        return self.features[None, start:end]  # [1, end - start, L, C]
+
+    def windows(self, start: int, end: int) -> torch.Tensor:
+        """Context windows of video frames [start, end) -> [1, end - start, W, L, C] (`context_windows`)."""
+        return context_windows(self.frames, start, end, self.window)
+
+
+def context_windows(frames: Callable[[int, int], torch.Tensor], start: int, end: int, window: int) -> torch.Tensor:
+    """Windows of frames i - W//2 .. i + W//2 around every video frame i in [start, end), read through
+    `frames(a, b) -> [1, b - a, L, C]` -> [1, end - start, W, L, C]. Clamped only at the audio's first
+    frame: past the end the windows read the features of silence, so every frame's window is the
+    same whatever chunk asks for it."""
+    if window < 1 or window % 2 == 0:
+        raise RAPInputError(f"The audio window must be a positive odd number of frames, got {window}.")
+    low = max(start - window // 2, 0)
+    features = frames(low, end + window // 2)  # [1, end + W//2 - low, L, C]
+    return frame_windows(features, window)[:, start - low : end - low]  # [1, end - start, W, L, C]

@@ -104,6 +104,10 @@ class SamplingConfig:
     motion_latents: int = 2  # clean prefix latents for continuity="motion_frames"
     chunk_latents: int = 5  # latent frames per chunk (5 -> 33 video frames)
     color_correction: float = 1.0  # Lab colour matching of decoded frames to the reference (0 = off)
+    # audio attention for this run; None keeps the DiT's own (DiTConfig.audio_mode/alpha_w/alpha_delta)
+    audio_mode: AudioMode | None = None
+    alpha_w: float | None = None
+    alpha_delta: float | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from .errors import RAPInputError
 
+MAX_CHUNK_LATENTS = 16  # longest chunk (121 video frames) precomputed audio features allow for
+
 
 def _check_positive(**values: int) -> None:
     for name, value in values.items():

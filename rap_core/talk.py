@@ -1,0 +1,205 @@
+"""A talk: one portrait animated along one speech track, generated a chunk at a time.
+
+`Talk` holds everything that carries from one chunk to the next: the chunk plan over the whole
+track, the continuity strategy's state and the noise generator. Generation can stop after any
+chunk and go on later (another call, another ComfyUI sampler node) and give exactly the frames
+of one uninterrupted run. The functions take the networks as arguments, so `RAPPipeline` and the
+ComfyUI nodes (whose networks ComfyUI's model manager places) share this one implementation.
+
+Per chunk: `sample_chunk` (audio tokens, noise, denoising with the continuity prefix) ->
+`decode_chunk` (VAE, colour match) -> `hand_over` (what the next chunk inherits) ->
+`chunk_frames` (the chunk's new frames).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+from collections.abc import Callable, Iterator
+
+import torch
+from einops import rearrange, repeat
+
+from .config import AudioConfig, SamplingConfig
+from .errors import RAPInputError
+from .models.dit import RAPTransformer
+from .models.vae import VideoVAE
+from .sampling.color import match_colors
+from .sampling.continuity import CleanPrefix, NoContinuity, StepwiseInheritance
+from .sampling.guidance import audio_guidance
+from .sampling.loop import denoise
+from .sampling.schedule import flow_timesteps
+from .timing import Chunk, covered_video_frames, plan_chunks
+
+# progress(chunk_index, step_index, latent the model is about to see)
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+# SamplingConfig fields that shape the chunks and what they inherit: a continued talk keeps them.
+STRUCTURE_FIELDS = (
+    "steps", "shift", "timesteps", "sampler", "continuity", "inherit_latents", "motion_latents", "chunk_latents",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """The portrait as the DiT sees it."""
+
+    image: torch.Tensor  # [1, 3, 1, H, W] in [-1, 1]
+    latent: torch.Tensor  # [1, C, K, h, w]: the still image held for a K-latent clip, encoded
+
+    @property
+    def chunk_latents(self) -> int:
+        return self.latent.shape[2]
+
+
+@torch.no_grad()
+def encode_reference(vae: VideoVAE, picture: torch.Tensor, chunk_latents: int) -> Reference:
+    """picture [3, H, W] in [-1, 1] (media.prepare_image), on the VAE's device and dtype."""
+    clip = covered_video_frames(chunk_latents, vae.temporal_stride)
+    still = repeat(picture, "c h w -> 1 c t h w", t=clip)  # [1, 3, T_c, H, W]
+    return Reference(still[:, :, :1], vae.encode(still))
+
+
+def overlap_latents(cfg: SamplingConfig) -> int:
+    """Latent frames two consecutive chunks share under `cfg.continuity`."""
+    overlaps = {"inherit": cfg.inherit_latents, "motion_frames": cfg.motion_latents, "none": 0}
+    if cfg.continuity not in overlaps:
+        raise RAPInputError(f"Unknown continuity '{cfg.continuity}'; choose one of {sorted(overlaps)}.")
+    return overlaps[cfg.continuity]
+
+
+class Talk:
+    """The chunk plan of a track of `num_frames` video frames and the state between its chunks."""
+
+    def __init__(self, cfg: SamplingConfig, reference: Reference, num_frames: int, seed: int, temporal_stride: int):
+        if reference.chunk_latents != cfg.chunk_latents:
+            raise RAPInputError(
+                f"The reference latent spans {reference.chunk_latents} latent frames but chunks have "
+                f"{cfg.chunk_latents}; encode the reference for this chunk length."
+            )
+        self.cfg, self.num_frames, self.temporal_stride = cfg, num_frames, temporal_stride
+        self.chunks = plan_chunks(num_frames, cfg.chunk_latents, overlap_latents(cfg), temporal_stride)
+        self.timesteps = flow_timesteps(cfg.steps, cfg.shift, cfg.timesteps)  # [steps + 1]
+        first = reference.latent[:, :, :1]  # [1, C, 1, h, w]
+        self.continuity = {
+            "inherit": lambda: StepwiseInheritance(cfg.inherit_latents, first, self.timesteps),
+            "motion_frames": lambda: CleanPrefix(first),
+            "none": NoContinuity,
+        }[cfg.continuity]()
+        self.generator = torch.Generator().manual_seed(seed)
+        self.next_chunk = 0
+
+    @property
+    def done(self) -> bool:
+        return self.next_chunk == len(self.chunks)
+
+    @property
+    def clip_frames(self) -> int:
+        return covered_video_frames(self.cfg.chunk_latents, self.temporal_stride)
+
+    @property
+    def needs_decoded_chunks(self) -> bool:
+        """Whether each chunk must be decoded before the next is sampled (FlashHead's motion frames)."""
+        return isinstance(self.continuity, CleanPrefix)
+
+    @property
+    def frames_done(self) -> int:
+        """Video frames emitted by the chunks sampled so far."""
+        return self.chunks[self.next_chunk - 1].start + self.chunks[self.next_chunk - 1].emit_to if self.next_chunk else 0
+
+    def fork(self, cfg: SamplingConfig) -> Talk:
+        """An independent copy that goes on with `cfg`, whose structure fields must match this talk's
+        (guidance scale and colour correction may change between segments)."""
+        changed = [name for name in STRUCTURE_FIELDS if getattr(cfg, name) != getattr(self.cfg, name)]
+        if changed:
+            was = ", ".join(f"{name}={getattr(self.cfg, name)!r}" for name in changed)
+            raise RAPInputError(
+                f"A continued talk must keep the settings that shape its chunks; changed: {', '.join(changed)}. "
+                f"Set them as in the earlier sampler ({was})."
+            )
+        other = copy.copy(self)
+        other.cfg, other.continuity = cfg, copy.deepcopy(self.continuity)
+        other.generator = torch.Generator().set_state(self.generator.get_state())
+        return other
+
+
+@contextlib.contextmanager
+def audio_attention(dit: RAPTransformer, cfg: SamplingConfig) -> Iterator[None]:
+    """Run with `cfg`'s audio attention mode and hybrid alphas; restore the DiT's own afterwards."""
+    own = dit.config.dit
+    dit.set_audio_mode(
+        cfg.audio_mode or own.audio_mode,
+        own.alpha_w if cfg.alpha_w is None else cfg.alpha_w,
+        own.alpha_delta if cfg.alpha_delta is None else cfg.alpha_delta,
+    )
+    try:
+        yield
+    finally:
+        dit.set_audio_mode(own.audio_mode, own.alpha_w, own.alpha_delta)
+
+
+def null_audio_tokens(dit: RAPTransformer, audio: AudioConfig, clip: int, like: torch.Tensor) -> torch.Tensor:
+    """Audio tokens of all-zero wav2vec2 features: the unconditional input of audio CFG -> [1, K, M, D]."""
+    silence = like.new_zeros(1, clip, audio.window, audio.num_hidden_layers, audio.hidden_size)  # [1, T_c, W, L, C]
+    return dit.encode_audio(silence)
+
+
+@torch.no_grad()
+def sample_chunk(
+    talk: Talk, dit: RAPTransformer, features, reference: Reference, progress: StepCallback | None = None
+) -> torch.Tensor:
+    """Denoise the talk's next chunk -> its clean latent [1, C, K, h, w]; call `hand_over` after.
+
+    `features` gives audio windows (AudioFeatures or EncodedAudio); `reference` lies on the DiT's
+    device and dtype, and so does the result.
+    """
+    chunk, cfg, like = talk.chunks[talk.next_chunk], talk.cfg, reference.latent
+    windows = features.windows(chunk.start, chunk.start + talk.clip_frames).to(like)  # [1, T_c, W, L, C]
+    tokens = dit.encode_audio(windows)  # [1, K, M, D]
+    noise = torch.randn(like.shape, generator=talk.generator).to(like)
+
+    def model_fn(x: torch.Tensor, t: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return dit(x, reference.latent.expand(x.shape[0], -1, -1, -1, -1), t, audio)  # ref [B, C, K, h, w]
+
+    if cfg.cfg_scale != 1.0:
+        model_fn = audio_guidance(model_fn, cfg.cfg_scale, null_audio_tokens(dit, dit.config.audio, talk.clip_frames, like))
+
+    def before_step(step: int, x: torch.Tensor) -> torch.Tensor:
+        x = talk.continuity.before_step(step, x)
+        if progress is not None:
+            progress(chunk.index, step, x)
+        return x
+
+    with audio_attention(dit, cfg):
+        latent = denoise(model_fn, noise, tokens, talk.timesteps, cfg.sampler, talk.generator, before_step=before_step)
+    return talk.continuity.finish(latent)
+
+
+@torch.no_grad()
+def decode_chunk(vae: VideoVAE, latent: torch.Tensor, reference: Reference, color_correction: float) -> torch.Tensor:
+    """latent [1, C, K, h, w] -> video [1, 3, T_c, H, W] in [-1, 1], colour-matched to the reference."""
+    video = vae.decode(latent).clamp(-1, 1)
+    if color_correction > 0:
+        video = match_colors(video, reference.image.to(video), color_correction)
+    return video
+
+
+@torch.no_grad()
+def hand_over(talk: Talk, vae: VideoVAE | None = None, video: torch.Tensor | None = None) -> None:
+    """Finish the chunk just sampled: pass the next one what it inherits. Motion-frame continuity
+    needs the chunk's decoded `video` [1, 3, T_c, H, W] and the VAE to re-encode its tail."""
+    if isinstance(talk.continuity, StepwiseInheritance):
+        talk.continuity.hand_over()
+    elif isinstance(talk.continuity, CleanPrefix):
+        if vae is None or video is None:
+            raise RAPInputError("Motion-frame continuity needs the decoded chunk and the VAE to hand over.")
+        tail = covered_video_frames(talk.cfg.motion_latents, vae.temporal_stride)
+        talk.continuity.hand_over(vae.encode(video[:, :, -tail:]))  # [1, C, p, h, w]
+    talk.next_chunk += 1
+
+
+def chunk_frames(chunk: Chunk, video: torch.Tensor) -> torch.Tensor:
+    """The frames chunk `chunk` adds to the video: [n, H, W, 3] float32 in 0..1 on the CPU."""
+    frames = rearrange(video[0, :, chunk.emit_from : chunk.emit_to], "c t h w -> t h w c")  # [n, H, W, 3]
+    return ((frames.float() + 1) / 2).cpu()
