@@ -56,6 +56,20 @@ def audio_to_mono(waveform, sample_rate: int, target_rate: int = 16000) -> torch
     return AF.resample(mono, int(sample_rate), int(target_rate)).contiguous()
 
 
+def audio_for_frames(waveform, sample_rate: int, fps: int, first: int, end: int) -> torch.Tensor:
+    """The sound of video frames [first, end): waveform [C, S] -> [C, S'] with samples
+    [floor(first * sr / fps), floor(end * sr / fps)); silence where the frames outlast the audio.
+    Consecutive frame ranges give consecutive, non-overlapping pieces."""
+    if not 0 <= first < end:
+        raise RAPInputError(f"Video frames [{first}, {end}) are not a range: need 0 <= first < end.")
+    wave = torch.as_tensor(waveform)
+    low, high = first * sample_rate // fps, end * sample_rate // fps
+    piece = wave.new_zeros(wave.shape[0], high - low)  # [C, S']
+    available = wave[:, low:high]  # [C, <= S']
+    piece[:, : available.shape[1]] = available
+    return piece
+
+
 _FLOAT_SLACK = 1e-3  # float images may overshoot [0, 1] by this much (rounding in upstream nodes)
 _VIDEO_CODECS = ("libx264", "h264", "mpeg4")  # first one this PyAV build can encode is used
 _X264_OPTIONS = {"crf": "18"}  # visually lossless; preset stays x264's default ("medium")

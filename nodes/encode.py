@@ -1,0 +1,81 @@
+"""Encoder nodes: speech (core AUDIO) -> RAP_AUDIO_EMBEDS, portrait (IMAGE) -> RAP_REFERENCE."""
+
+from __future__ import annotations
+
+import comfy.model_management as mm
+import comfy.utils
+from comfy_api.latest import io
+from einops import rearrange
+
+from ..rap_core.audio_features import AudioFeatures, EncodedAudio
+from ..rap_core.media import audio_to_mono, prepare_image
+from ..rap_core.talk import Reference, encode_reference
+from .networks import load
+from .types import AudioEmbeds, RAPAudioEmbeds, RAPAudioEncoder, RAPReference, RAPVae
+
+CATEGORY = "RAP"
+
+
+class RAPAudioEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RAPAudioEncode",
+            display_name="RAP Audio Encode",
+            category=CATEGORY,
+            description="wav2vec2 features of the speech, one per video frame. The video gets "
+            "ceil(seconds x 25) frames unless `frames` overrides it (extra frames are silent, fewer cut the talk).",
+            inputs=[
+                RAPAudioEncoder.Input("audio_encoder"),
+                io.Audio.Input("audio", tooltip="Speech; any sample rate and channel count (mixed down to mono)."),
+                io.Int.Input("frames", default=0, min=0, max=1_000_000,
+                             tooltip="Video frames to make; 0 follows the audio's length."),
+            ],
+            outputs=[RAPAudioEmbeds.Output(display_name="audio_embeds"), io.Int.Output(display_name="frames")],
+        )
+
+    @classmethod
+    def execute(cls, audio_encoder, audio: dict, frames: int) -> io.NodeOutput:
+        config = audio_encoder.config
+        waveform = audio["waveform"][0]  # [C, S] of a [B, C, S] batch
+        mono = audio_to_mono(waveform, audio["sample_rate"], config.audio.sample_rate)  # [S']
+        load(audio_encoder)
+        bar = comfy.utils.ProgressBar(1)
+        features = AudioFeatures(audio_encoder.model, mono, config).encode(
+            config.vae.temporal_stride, frames or None, progress=lambda done, total: bar.update_absolute(done, total)
+        )
+        held = EncodedAudio(
+            features.features.to(mm.intermediate_device()), features.num_frames, features.window,
+            features.max_chunk_latents,
+        )
+        embeds = AudioEmbeds(held, waveform.float().cpu(), int(audio["sample_rate"]), config)
+        return io.NodeOutput(embeds, embeds.num_frames)
+
+
+class RAPReferenceEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RAPReferenceEncode",
+            display_name="RAP Reference Encode",
+            category=CATEGORY,
+            description="The portrait the video animates. It is scaled to cover the model's size (512x512 "
+            "for the real models) keeping its aspect ratio, then the centre is cropped; transparency "
+            "becomes white. Keep the face centred with some margin. Of a batch, the first image is used.",
+            inputs=[RAPVae.Input("vae"), io.Image.Input("image")],
+            outputs=[RAPReference.Output(display_name="reference"), io.Image.Output(display_name="cropped")],
+        )
+
+    @classmethod
+    def execute(cls, vae, image) -> io.NodeOutput:
+        config = vae.config
+        picture = prepare_image(image, config.height, config.width)  # [3, H, W] in [-1, 1]
+        load(vae)
+        reference = encode_reference(vae.model, picture.to(vae.device, vae.dtype), config.sampling.chunk_latents)
+        keep = mm.intermediate_device()
+        held = Reference(reference.image.to(keep), reference.latent.to(keep))
+        cropped = rearrange((picture.float().cpu() + 1) / 2, "c h w -> 1 h w c")  # [1, H, W, 3]
+        return io.NodeOutput(held, cropped)
+
+
+ENCODERS = [RAPAudioEncode, RAPReferenceEncode]

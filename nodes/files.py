@@ -1,0 +1,98 @@
+"""Weight files under ComfyUI's `models/rap/`: the folder, the choices offered, and resolving a choice.
+
+Files sit in a folder named after their Hugging Face repo, at their path inside it
+(rap_core.loading.sources), e.g. `models/rap/SoulX-FlashHead-1_3B/Model_Lite/...safetensors`.
+Known files are offered even before they are downloaded, so a workflow names them and the loader
+either finds them, downloads them when asked, or says exactly where to put them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import folder_paths
+
+from ..rap_core.errors import MissingWeightsError, RAPInputError
+from ..rap_core.loading.sources import WeightSource, locate
+
+FOLDER = "rap"
+BUILTIN = "built-in: tiny random weights"  # the `tiny` preset's reproducible random networks
+BUILTIN_PRESET = "tiny"
+
+
+def register_model_folder() -> None:
+    """Add `models/rap` to ComfyUI's folders, keeping any paths a user's extra_model_paths.yaml gave."""
+    default = os.path.join(folder_paths.models_dir, FOLDER)
+    if FOLDER in folder_paths.folder_names_and_paths:
+        folder_paths.add_model_folder_path(FOLDER, default)
+    else:
+        folder_paths.folder_names_and_paths[FOLDER] = ([default], set(folder_paths.supported_pt_extensions))
+
+
+def models_root() -> str:
+    return folder_paths.get_folder_paths(FOLDER)[0]
+
+
+def _relative(source: WeightSource) -> str:
+    return os.path.relpath(source.local_path(models_root()), models_root()).replace(os.sep, "/")
+
+
+def file_choices(*known: WeightSource) -> list[str]:
+    """The built-in weights, then every weight file under the rap folders and the known files."""
+    names = set(folder_paths.get_filename_list(FOLDER)) | {_relative(source) for source in known}
+    return [BUILTIN, *sorted(names)]
+
+
+def folder_choices(*known: WeightSource) -> list[str]:
+    """The built-in weights, then every folder with a config.json under the rap folders and the known ones."""
+    names = {_relative(source) for source in known}
+    for root in folder_paths.get_folder_paths(FOLDER):
+        for path, _, files in os.walk(root, followlinks=True):
+            if "config.json" in files:
+                names.add(os.path.relpath(path, root).replace(os.sep, "/"))
+    return [BUILTIN, *sorted(names)]
+
+
+def _find(name: str) -> str | None:
+    for root in folder_paths.get_folder_paths(FOLDER):
+        path = os.path.join(root, name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _source(name: str, known: tuple[WeightSource, ...]) -> WeightSource | None:
+    return next((source for source in known if _relative(source) == name), None)
+
+
+def resolve(
+    name: str, preset: str, known: tuple[WeightSource, ...], download: bool = False, dry_run: bool = False
+) -> str | None:
+    """Path of choice `name` for `preset` (None for the built-in weights). A known file that is
+    missing is downloaded when `download` is on (not in a `dry_run`); otherwise MissingWeightsError
+    says where it goes and where it comes from."""
+    if name == BUILTIN:
+        if preset != BUILTIN_PRESET:
+            raise RAPInputError(
+                f"'{BUILTIN}' exist only for preset '{BUILTIN_PRESET}'; choose a weight file for preset '{preset}'."
+            )
+        return None
+    path = _find(name)
+    if path is not None:
+        return path
+    source = _source(name, known)
+    if source is None or not download:
+        folder, filename = os.path.split(os.path.join(models_root(), name))
+        if source is None:
+            raise MissingWeightsError(filename, folder, "the model's Hugging Face repo (README, 'models/rap/')")
+        raise MissingWeightsError(filename, folder, source.repo, "Or turn on the loader's download option.")
+    return None if dry_run else locate(source, models_root(), download=True)
+
+
+def check(name: str, preset: str, known: tuple[WeightSource, ...], download: bool) -> bool | str:
+    """validate_inputs for a weight choice: True, or the message saying what is wrong."""
+    try:
+        resolve(name, preset, known, download, dry_run=True)
+    except RAPInputError as error:
+        return str(error)
+    return True

@@ -1,0 +1,149 @@
+"""RAP Sampler: audio embeds + reference -> RAP_LATENTS, chunk by chunk, optionally continuing an
+earlier sampler's talk so a long talk can be split over several nodes without a seam."""
+
+from __future__ import annotations
+
+import comfy.model_management as mm
+import comfy.utils
+from comfy_api.latest import io
+from PIL import Image
+
+from ..rap_core.config import SamplingConfig
+from ..rap_core.errors import RAPInputError
+from ..rap_core.talk import Reference, Talk, decode_chunk, encode_reference, hand_over, sample_chunk
+from ..rap_core.timing import MAX_CHUNK_LATENTS
+from .networks import load
+from .types import RAPAudioEmbeds, RAPLatents, RAPModel, RAPReference, RAPVae, TalkLatents
+
+PREVIEW_SIZE = 512
+
+
+class RAPSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RAPSampler",
+            display_name="RAP Sampler",
+            category="RAP",
+            description="Generates the talking-portrait latents chunk by chunk. Connect `previous` to "
+            "continue the talk of an earlier RAP Sampler (same audio embeds) exactly where it stopped. "
+            "Defaults suit SoulX-FlashHead-Lite.",
+            inputs=[
+                RAPModel.Input("model"),
+                RAPVae.Input("vae"),
+                RAPAudioEmbeds.Input("audio_embeds"),
+                RAPReference.Input("reference"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Noise seed. A continuing sampler carries on the earlier one's noise instead."),
+                io.Int.Input("steps", default=4, min=1, max=100, tooltip="Denoising steps per chunk."),
+                io.Float.Input("cfg", default=1.0, min=1.0, max=20.0, step=0.1,
+                               tooltip="Audio classifier-free guidance; 1 turns it off (one model pass per step)."),
+                io.Float.Input("shift", default=5.0, min=0.1, max=20.0, step=0.1, tooltip="Flow-matching schedule shift."),
+                io.Combo.Input("sampler", options=["renoise", "euler"], default="renoise",
+                               tooltip="renoise: FlashHead's distilled update; euler: the ODE step RAP uses."),
+                io.Combo.Input("continuity", options=["motion_frames", "inherit", "none"], default="motion_frames",
+                               tooltip="How a chunk continues the previous one: FlashHead's clean motion frames, "
+                               "RAP's step-wise latent inheritance, or independent chunks."),
+                io.Int.Input("continuity_n", default=2, min=1, max=MAX_CHUNK_LATENTS - 1,
+                             tooltip="Latent frames a chunk takes over from the previous one."),
+                io.Int.Input("chunk_latents", default=5, min=2, max=MAX_CHUNK_LATENTS,
+                             tooltip="Latent frames per chunk (5 -> 33 video frames)."),
+                io.Combo.Input("audio_attention", options=["model", "window", "full", "hybrid"], default="model",
+                               tooltip="model: as the checkpoint was trained. hybrid blends window and full attention by depth."),
+                io.Float.Input("alpha_w", default=1.0, min=-4.0, max=4.0, step=0.05,
+                               tooltip="hybrid only: window weight of block i = clamp(alpha_delta + alpha_w * i/(L-1), 0, 1)."),
+                io.Float.Input("alpha_delta", default=0.0, min=-4.0, max=4.0, step=0.05, tooltip="hybrid only, see alpha_w."),
+                io.Float.Input("color_correction", default=1.0, min=0.0, max=1.0, step=0.05,
+                               tooltip="Match the colours of decoded frames to the portrait (0 = off)."),
+                io.Int.Input("frames", default=0, min=0, max=1_000_000,
+                             tooltip="Stop after at least this many new frames (at a chunk boundary); 0 = to the end."),
+                RAPLatents.Input("previous", optional=True, tooltip="An earlier RAP Sampler's latents to continue."),
+            ],
+            outputs=[RAPLatents.Output(display_name="latents")],
+        )
+
+    @classmethod
+    def execute(
+        cls, model, vae, audio_embeds, reference: Reference, seed: int, steps: int, cfg: float, shift: float,
+        sampler: str, continuity: str, continuity_n: int, chunk_latents: int, audio_attention: str,
+        alpha_w: float, alpha_delta: float, color_correction: float, frames: int, previous: TalkLatents | None = None,
+    ) -> io.NodeOutput:
+        settings = SamplingConfig(
+            steps=steps, shift=shift, sampler=sampler, cfg_scale=cfg, continuity=continuity,
+            inherit_latents=continuity_n, motion_latents=continuity_n, chunk_latents=chunk_latents,
+            color_correction=color_correction, audio_mode=None if audio_attention == "model" else audio_attention,
+            alpha_w=alpha_w, alpha_delta=alpha_delta,
+        )
+        _check_compatible(model, vae, audio_embeds, previous)
+        load(model, vae)
+        device, dtype = model.device, model.dtype
+        picture = reference.image[0, :, 0].to(device, dtype)  # [3, H, W]
+        placed = (
+            Reference(reference.image.to(device, dtype), reference.latent.to(device, dtype))
+            if reference.chunk_latents == chunk_latents
+            else encode_reference(vae.model, picture, chunk_latents)
+        )
+        if previous is None:
+            talk = Talk(settings, placed, audio_embeds.num_frames, seed, vae.model.temporal_stride)
+        else:
+            talk = previous.talk.fork(settings)
+        todo = _chunks_to_sample(talk, frames)
+        first_chunk, keep = talk.next_chunk, mm.intermediate_device()
+        bar = comfy.utils.ProgressBar(todo * steps)
+        latents, decoded = [], []
+        for done in range(todo):
+            def progress(chunk: int, step: int, x, base=done * steps) -> None:
+                mm.throw_exception_if_processing_interrupted()
+                bar.update_absolute(base + step)
+
+            latent = sample_chunk(talk, model.model, audio_embeds.features, placed, progress)
+            preview = None
+            if talk.needs_decoded_chunks:
+                video = decode_chunk(vae.model, latent, placed, settings.color_correction)  # [1, 3, T_c, H, W]
+                hand_over(talk, vae.model, video)
+                decoded.append(video.to(keep))
+                preview = ("JPEG", frame_image(video[0, :, -1]), PREVIEW_SIZE)
+            else:
+                hand_over(talk)
+            latents.append(latent.to(keep))
+            bar.update_absolute((done + 1) * steps, preview=preview)
+        held = Reference(reference.image, placed.latent.to(keep))
+        return io.NodeOutput(TalkLatents(talk, first_chunk, latents, decoded, held, audio_embeds))
+
+
+def _check_compatible(model, vae, audio_embeds, previous: TalkLatents | None) -> None:
+    if model.config.audio != audio_embeds.config.audio:
+        raise RAPInputError(
+            f"The audio embeds come from an encoder loaded for preset '{audio_embeds.config.name}', which does "
+            f"not fit the model's preset '{model.config.name}'; load the audio encoder with preset '{model.config.name}'."
+        )
+    if model.config.vae != vae.config.vae:
+        raise RAPInputError(
+            f"The VAE was loaded for preset '{vae.config.name}' but the model is '{model.config.name}'; "
+            f"load the VAE with preset '{model.config.name}'."
+        )
+    if previous is not None and previous.audio is not audio_embeds:
+        raise RAPInputError(
+            "`previous` comes from a sampler fed with other audio embeds; a continued talk must use the same "
+            "RAP Audio Encode output as the sampler it continues."
+        )
+
+
+def _chunks_to_sample(talk: Talk, frames: int) -> int:
+    """Chunks from the talk's next one until at least `frames` new frames (0: to the end)."""
+    if talk.done:
+        raise RAPInputError(
+            "The earlier sampler already reached the end of the audio, so there is nothing left to continue; "
+            "remove this sampler, or give the earlier one a `frames` limit."
+        )
+    goal = talk.num_frames if frames == 0 else min(talk.frames_done + frames, talk.num_frames)
+    count = 0
+    while talk.chunks[talk.next_chunk + count].start + talk.chunks[talk.next_chunk + count].emit_to < goal:
+        count += 1
+    return count + 1
+
+
+def frame_image(frame) -> Image.Image:
+    """frame [3, H, W] in [-1, 1] -> a PIL image (progress previews)."""
+    pixels = ((frame.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()  # [H, W, 3]
+    return Image.fromarray(pixels)
