@@ -1,0 +1,134 @@
+"""The pack's nodes inside ComfyUI's own Python modules (no server): the node chain gives the
+engine's frames, split samplers join without a seam, ComfyUI's model manager holds the networks,
+and file choices are validated with messages that say where the file goes."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+
+import pytest
+import torch
+from harness import PACK_NAME, REPO_ROOT, comfy_dir
+
+from rap_core.pipeline import RAPPipeline
+
+TINY = "built-in: tiny random weights"
+FLASHHEAD_DIT = "SoulX-FlashHead-1_3B/Model_Lite/diffusion_pytorch_model.safetensors"
+TINY_SAMPLING = dict(steps=2, shift=5.0, sampler="euler", continuity="inherit", chunk_latents=3, color_correction=0.0)
+
+
+@pytest.fixture(scope="module")
+def comfy():
+    """ComfyUI's modules on the CPU, and the pack imported the way ComfyUI imports it."""
+    sys.path.insert(0, str(comfy_dir()))
+    from comfy.cli_args import args
+
+    args.cpu = True  # before comfy.model_management is imported: this machine has no GPU
+    import comfy.model_management as mm
+
+    spec = importlib.util.spec_from_file_location(
+        PACK_NAME.replace("-", "_"), REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)]
+    )
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = pack
+    spec.loader.exec_module(pack)
+    extension = asyncio.run(pack.comfy_entrypoint())
+    nodes = {node.define_schema().node_id: node for node in asyncio.run(extension.get_node_list())}
+    yield mm, nodes
+    mm.unload_all_models()
+
+
+def run(nodes, node_id: str, **inputs):
+    return nodes[node_id].execute(**inputs).result
+
+
+@pytest.fixture(scope="module")
+def talk(comfy):
+    """The tiny networks, 2.3 s of 44.1 kHz stereo speech-like noise and a 80x64 portrait, encoded."""
+    _, nodes = comfy
+    model, = run(nodes, "RAPModelLoader", ckpt_name=TINY, preset="tiny", weight_dtype="auto", attention="sdpa", download=False)
+    vae, = run(nodes, "RAPVAELoader", vae_name=TINY, preset="tiny", weight_dtype="auto", download=False)
+    encoder, = run(nodes, "RAPAudioEncoderLoader", encoder=TINY, preset="tiny", download=False)
+    g = torch.Generator().manual_seed(0)
+    audio = {"waveform": 0.1 * torch.randn(1, 2, int(44100 * 2.3), generator=g), "sample_rate": 44100}
+    image = torch.rand(1, 80, 64, 3, generator=g)
+    embeds, frames = run(nodes, "RAPAudioEncode", audio_encoder=encoder, audio=audio, frames=0)
+    reference, cropped = run(nodes, "RAPReferenceEncode", vae=vae, image=image)
+    return dict(model=model, vae=vae, encoder=encoder, audio=audio, image=image, embeds=embeds, frames=frames,
+                reference=reference, cropped=cropped)
+
+
+def sampler_inputs(talk, **overrides):
+    inputs = dict(
+        model=talk["model"], vae=talk["vae"], audio_embeds=talk["embeds"], reference=talk["reference"], seed=5,
+        steps=2, cfg=1.0, shift=5.0, sampler="euler", continuity="inherit", continuity_n=1, chunk_latents=3,
+        audio_attention="model", alpha_w=1.0, alpha_delta=0.0, color_correction=0.0, frames=0,
+    )
+    return inputs | overrides
+
+
+def test_node_chain_gives_the_engines_frames_and_the_matching_audio(comfy, talk):
+    _, nodes = comfy
+    latents, = run(nodes, "RAPSampler", **sampler_inputs(talk))
+    images, fps, audio = run(nodes, "RAPDecode", vae=talk["vae"], latents=latents)
+    assert talk["frames"] == 58 == images.shape[0]  # ceil(2.3 s * 25)
+    assert images.shape == (58, 64, 64, 3) and talk["cropped"].shape == (1, 64, 64, 3) and fps == 25.0
+    assert audio["sample_rate"] == 44100 and audio["waveform"].shape == (1, 2, 58 * 44100 // 25)
+    samples = talk["audio"]["waveform"].shape[-1]
+    assert torch.equal(audio["waveform"][0, :, :samples], talk["audio"]["waveform"][0])
+    assert not audio["waveform"][0, :, samples:].any()  # the last frame's rest is silence
+    engine = RAPPipeline.from_preset("tiny").generate(
+        talk["image"], talk["audio"]["waveform"][0], 44100, seed=5, inherit_latents=1, **TINY_SAMPLING
+    )
+    assert (engine - images).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("continuity", ["inherit", "motion_frames"])
+def test_two_chained_samplers_equal_one(comfy, talk, continuity):
+    _, nodes = comfy
+    options = dict(continuity=continuity, sampler="renoise", color_correction=0.5)
+    whole, = run(nodes, "RAPSampler", **sampler_inputs(talk, **options))
+    first, = run(nodes, "RAPSampler", **sampler_inputs(talk, frames=20, **options))
+    second, = run(nodes, "RAPSampler", **sampler_inputs(talk, previous=first, seed=999, **options))
+    decode = [run(nodes, "RAPDecode", vae=talk["vae"], latents=part) for part in (whole, first, second)]
+    (all_frames, _, all_audio), (head, _, head_audio), (tail, _, tail_audio) = decode
+    assert head.shape[0] == 33  # two 3-latent chunks: 17 + 16 frames, the first chunk boundary past 20
+    assert torch.equal(torch.cat([head, tail]), all_frames)
+    assert torch.equal(torch.cat([head_audio["waveform"], tail_audio["waveform"]], dim=2), all_audio["waveform"])
+    again, = run(nodes, "RAPSampler", **sampler_inputs(talk, previous=first, **options))
+    assert torch.equal(run(nodes, "RAPDecode", vae=talk["vae"], latents=again)[0], tail)  # `first` was not consumed
+
+
+def test_continuing_with_other_chunk_settings_or_past_the_end_is_explained(comfy, talk):
+    _, nodes = comfy
+    first, = run(nodes, "RAPSampler", **sampler_inputs(talk, frames=20))
+    with pytest.raises(ValueError, match=r"changed: steps.*steps=2"):
+        run(nodes, "RAPSampler", **sampler_inputs(talk, previous=first, steps=3))
+    whole, = run(nodes, "RAPSampler", **sampler_inputs(talk))
+    with pytest.raises(ValueError, match="already reached the end of the audio"):
+        run(nodes, "RAPSampler", **sampler_inputs(talk, previous=whole))
+
+
+def test_comfyui_model_manager_holds_and_frees_the_networks(comfy, talk):
+    mm, nodes = comfy
+    run(nodes, "RAPSampler", **sampler_inputs(talk))
+    run(nodes, "RAPAudioEncode", audio_encoder=talk["encoder"], audio=talk["audio"], frames=10)
+    patchers = [talk[name].patcher for name in ("model", "vae", "encoder")]
+    loaded = [entry.model for entry in mm.current_loaded_models]
+    assert all(any(p is q for q in loaded) for p in patchers)
+    assert {type(p.model).__name__ for p in patchers} == {"RAPTransformer", "VideoVAE", "AudioEncoder"}
+    mm.unload_all_models()
+    assert not any(entry.model is p for entry in mm.current_loaded_models for p in patchers)
+
+
+def test_file_choices_are_validated_with_where_to_put_the_file(comfy):
+    _, nodes = comfy
+    loader = nodes["RAPModelLoader"]
+    message = loader.validate_inputs(ckpt_name=FLASHHEAD_DIT, preset="flashhead-lite", download=False)
+    assert "diffusion_pytorch_model.safetensors" in message and "models/rap/SoulX-FlashHead-1_3B/Model_Lite" in message
+    assert "Soul-AILab/SoulX-FlashHead-1_3B" in message
+    assert loader.validate_inputs(ckpt_name=FLASHHEAD_DIT, preset="flashhead-lite", download=True) is True
+    assert "only for preset 'tiny'" in loader.validate_inputs(ckpt_name=TINY, preset="flashhead-lite", download=False)
+    assert loader.validate_inputs(ckpt_name=TINY, preset="tiny", download=False) is True
