@@ -21,12 +21,13 @@ BUILTIN_PRESET = "tiny"
 
 
 def register_model_folder() -> None:
-    """Add `models/rap` to ComfyUI's folders, keeping any paths a user's extra_model_paths.yaml gave."""
+    """Add `models/rap` to ComfyUI's folders, after any paths a user's extra_model_paths.yaml gave
+    (ComfyUI registers those with no extension filter; weight files are what the loaders list)."""
     default = os.path.join(folder_paths.models_dir, FOLDER)
-    if FOLDER in folder_paths.folder_names_and_paths:
-        folder_paths.add_model_folder_path(FOLDER, default)
-    else:
-        folder_paths.folder_names_and_paths[FOLDER] = ([default], set(folder_paths.supported_pt_extensions))
+    paths = list(folder_paths.folder_names_and_paths.get(FOLDER, ([], set()))[0])
+    if default not in paths:
+        paths.append(default)
+    folder_paths.folder_names_and_paths[FOLDER] = (paths, set(folder_paths.supported_pt_extensions))
 
 
 def models_root() -> str:
@@ -53,14 +54,6 @@ def folder_choices(*known: WeightSource) -> list[str]:
     return [BUILTIN, *sorted(names)]
 
 
-def _find(name: str) -> str | None:
-    for root in folder_paths.get_folder_paths(FOLDER):
-        path = os.path.join(root, name)
-        if os.path.exists(path):
-            return path
-    return None
-
-
 def _source(name: str, known: tuple[WeightSource, ...]) -> WeightSource | None:
     return next((source for source in known if _relative(source) == name), None)
 
@@ -68,25 +61,29 @@ def _source(name: str, known: tuple[WeightSource, ...]) -> WeightSource | None:
 def resolve(
     name: str, preset: str, known: tuple[WeightSource, ...], download: bool = False, dry_run: bool = False
 ) -> str | None:
-    """Path of choice `name` for `preset` (None for the built-in weights). A known file that is
-    missing is downloaded when `download` is on (not in a `dry_run`); otherwise MissingWeightsError
-    says where it goes and where it comes from."""
+    """Path of choice `name` for `preset` (None for the built-in weights). Missing files of a known
+    source are downloaded when `download` is on (not in a `dry_run`); otherwise MissingWeightsError
+    names the missing file, the folder it goes in and the repo it comes from."""
     if name == BUILTIN:
         if preset != BUILTIN_PRESET:
             raise RAPInputError(
                 f"'{BUILTIN}' exist only for preset '{BUILTIN_PRESET}'; choose a weight file for preset '{preset}'."
             )
         return None
-    path = _find(name)
-    if path is not None:
-        return path
+    roots = folder_paths.get_folder_paths(FOLDER)
     source = _source(name, known)
-    if source is None or not download:
-        folder, filename = os.path.split(os.path.join(models_root(), name))
-        if source is None:
-            raise MissingWeightsError(filename, folder, "the model's Hugging Face repo (README, 'models/rap/')")
-        raise MissingWeightsError(filename, folder, source.repo, "Or turn on the loader's download option.")
-    return None if dry_run else locate(source, models_root(), download=True)
+    if source is not None:
+        for root in roots:
+            if all(os.path.isfile(os.path.join(root, source.repo.split("/")[-1], f)) for f in source.files):
+                return source.local_path(root)
+        if dry_run and download:
+            return None
+        return locate(source, roots[0], download=download)
+    for root in roots:
+        if os.path.exists(os.path.join(root, name)):
+            return os.path.join(root, name)
+    folder, filename = os.path.split(os.path.join(roots[0], name))
+    raise MissingWeightsError(filename, folder, "the model's Hugging Face repo (README, 'models/rap/')")
 
 
 def check(name: str, preset: str, known: tuple[WeightSource, ...], download: bool) -> bool | str:

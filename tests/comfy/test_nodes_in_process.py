@@ -132,3 +132,5 @@ def test_file_choices_are_validated_with_where_to_put_the_file(comfy):
     assert loader.validate_inputs(ckpt_name=FLASHHEAD_DIT, preset="flashhead-lite", download=True) is True
     assert "only for preset 'tiny'" in loader.validate_inputs(ckpt_name=TINY, preset="flashhead-lite", download=False)
     assert loader.validate_inputs(ckpt_name=TINY, preset="tiny", download=False) is True
+    message = nodes["RAPAudioEncoderLoader"].validate_inputs(encoder="wav2vec2-base-960h", preset="flashhead-lite", download=False)
+    assert "'config.json'" in message and "models/rap/wav2vec2-base-960h" in message and "facebook/wav2vec2-base-960h" in message
