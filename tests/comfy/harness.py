@@ -456,6 +456,29 @@ class ComfyClient:
             if self._ws is not None:
                 self._ws.settimeout(self.http_timeout)
 
+    def wait_progress(self, prompt_id: str, node: str, at_least: int, timeout: float = 120.0) -> int:
+        """Read the websocket until node ``node`` of the prompt reports progress ``>= at_least``;
+        returns that value. The events read are kept for :meth:`wait`."""
+        self.connect()
+        deadline = time.monotonic() + timeout
+        self._ws.settimeout(timeout)
+        try:
+            while time.monotonic() < deadline:
+                raw = self._ws.recv()
+                if not isinstance(raw, str):
+                    continue
+                msg = json.loads(raw)
+                kind, data = str(msg.get("type")), dict(msg.get("data") or {})
+                if data.get("prompt_id") is None:
+                    continue
+                self._pending.setdefault(str(data["prompt_id"]), []).append((kind, data))
+                if data["prompt_id"] == prompt_id and kind == "progress" and str(data.get("node")) == node:
+                    if int(data["value"]) >= at_least:
+                        return int(data["value"])
+        finally:
+            self._ws.settimeout(self.http_timeout)
+        raise TimeoutError(f"node {node} of {prompt_id} did not reach progress {at_least}:\n{self._log_tail()}")
+
     @staticmethod
     def _finished(run: Run) -> bool:
         return any(t == "executing" and d.get("node") is None for t, d in run.events)
