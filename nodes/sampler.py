@@ -77,12 +77,10 @@ class RAPSampler(io.ComfyNode):
         _check_compatible(model, vae, audio_embeds, previous)
         load(model, vae)
         device, dtype = model.device, model.dtype
-        picture = reference.image[0, :, 0].to(device, dtype)  # [3, H, W]
-        placed = (
-            Reference(reference.image.to(device, dtype), reference.latent.to(device, dtype))
-            if reference.chunk_latents == chunk_latents
-            else encode_reference(vae.model, picture, chunk_latents)
-        )
+        if reference.chunk_latents != chunk_latents:  # encoded for the preset's chunk length: again for this one
+            picture = reference.image[0, :, 0].to(vae.device, vae.dtype)  # [3, H, W]
+            reference = encode_reference(vae.model, picture, chunk_latents)
+        placed = Reference(reference.image.to(device, dtype), reference.latent.to(device, dtype))
         if previous is None:
             talk = Talk(settings, placed, audio_embeds.num_frames, seed, vae.model.temporal_stride)
         else:
@@ -99,7 +97,7 @@ class RAPSampler(io.ComfyNode):
             latent = sample_chunk(talk, model.model, audio_embeds.features, placed, progress)
             preview = None
             if talk.needs_decoded_chunks:
-                video = decode_chunk(vae.model, latent, placed, settings.color_correction)  # [1, 3, T_c, H, W]
+                video = decode_chunk(vae.model, latent.to(vae.dtype), placed, settings.color_correction)  # [1, 3, T_c, H, W]
                 hand_over(talk, vae.model, video)
                 decoded.append(video.to(keep))
                 preview = ("JPEG", frame_image(video[0, :, -1]), PREVIEW_SIZE)
@@ -107,7 +105,7 @@ class RAPSampler(io.ComfyNode):
                 hand_over(talk)
             latents.append(latent.to(keep))
             bar.update_absolute((done + 1) * steps, preview=preview)
-        held = Reference(reference.image, placed.latent.to(keep))
+        held = Reference(reference.image.to(keep), reference.latent.to(keep))
         return io.NodeOutput(TalkLatents(talk, first_chunk, latents, decoded, held, audio_embeds))
 
 

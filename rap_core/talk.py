@@ -106,7 +106,10 @@ class Talk:
     @property
     def frames_done(self) -> int:
         """Video frames emitted by the chunks sampled so far."""
-        return self.chunks[self.next_chunk - 1].start + self.chunks[self.next_chunk - 1].emit_to if self.next_chunk else 0
+        if self.next_chunk == 0:
+            return 0
+        last = self.chunks[self.next_chunk - 1]
+        return last.start + last.emit_to
 
     def fork(self, cfg: SamplingConfig) -> Talk:
         """An independent copy that goes on with `cfg`, whose structure fields must match this talk's

@@ -69,9 +69,10 @@ def sampler_inputs(talk, **overrides):
     return inputs | overrides
 
 
-def test_node_chain_gives_the_engines_frames_and_the_matching_audio(comfy, talk):
+@pytest.mark.parametrize("chunk_latents", [3, 4])  # 4: not the preset's, the sampler re-encodes the portrait
+def test_node_chain_gives_the_engines_frames_and_the_matching_audio(comfy, talk, chunk_latents):
     _, nodes = comfy
-    latents, = run(nodes, "RAPSampler", **sampler_inputs(talk))
+    latents, = run(nodes, "RAPSampler", **sampler_inputs(talk, chunk_latents=chunk_latents))
     images, fps, audio = run(nodes, "RAPDecode", vae=talk["vae"], latents=latents)
     assert talk["frames"] == 58 == images.shape[0]  # ceil(2.3 s * 25)
     assert images.shape == (58, 64, 64, 3) and talk["cropped"].shape == (1, 64, 64, 3) and fps == 25.0
@@ -80,7 +81,8 @@ def test_node_chain_gives_the_engines_frames_and_the_matching_audio(comfy, talk)
     assert torch.equal(audio["waveform"][0, :, :samples], talk["audio"]["waveform"][0])
     assert not audio["waveform"][0, :, samples:].any()  # the last frame's rest is silence
     engine = RAPPipeline.from_preset("tiny").generate(
-        talk["image"], talk["audio"]["waveform"][0], 44100, seed=5, inherit_latents=1, **TINY_SAMPLING
+        talk["image"], talk["audio"]["waveform"][0], 44100, seed=5, inherit_latents=1,
+        **(TINY_SAMPLING | dict(chunk_latents=chunk_latents)),
     )
     assert (engine - images).abs().max() < 1e-4
 
