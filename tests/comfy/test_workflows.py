@@ -143,8 +143,7 @@ def test_execution_error_names_the_problem(comfy_server: ComfyServer):
 
 def test_interrupt_stops_sampling_within_one_step_and_the_next_prompt_runs(comfy_server: ComfyServer):
     slow = api("rap_demo")
-    slow["8"]["inputs"]["steps"] = 100  # 600 denoising steps
-    slow["8"]["inputs"]["seed"] = 7  # not cached
+    slow["8"]["inputs"].update(steps=100, chunk_latents=16, cfg=3.0, seed=7)  # one 121-frame chunk, guided: slower steps
     with comfy_server.client() as client:
         prompt_id = client.queue(slow)
         seen = client.wait_progress(prompt_id, "8", at_least=3)  # sampling is under way
