@@ -22,9 +22,8 @@ COMFY := $(abspath $(COMFYUI_DIR))
 COMFY_TREE := $(COMFY)/requirements.txt
 endif
 export COMFYUI_DIR := $(COMFY)
-CHROMIUM := /usr/bin/chromium
 
-.PHONY: test demo venv comfy chromium clean
+.PHONY: test demo venv comfy debian clean
 
 venv: $(VENV)/.stamp
 
@@ -61,18 +60,23 @@ $(VENV)/.comfy-stamp: $(VENV)/.stamp $(COMFY_TREE)
 
 comfy: $(VENV)/.comfy-stamp
 
-# The browser tests drive Debian's chromium through the playwright package (no `playwright install`).
-chromium:
-	@if [ ! -x $(CHROMIUM) ]; then \
+# Debian packages the tests use: chromium (the browser tests drive it through the playwright
+# package; never `playwright install`) and espeak-ng (speech for the synthetic world).
+DEBIAN_PACKAGES := chromium:/usr/bin/chromium espeak-ng:/usr/bin/espeak-ng
+debian:
+	@missing=""; for entry in $(DEBIAN_PACKAGES); do \
+	  [ -x "$${entry#*:}" ] || missing="$$missing $${entry%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
 	  else \
-	    echo "$(CHROMIUM) is missing: install Debian's chromium (sudo apt-get install -y chromium)" >&2; \
+	    echo "missing Debian packages:$$missing (sudo apt-get install -y$$missing)" >&2; \
 	    exit 1; \
 	  fi; \
 	fi
 
-test: comfy chromium
+test: comfy debian
 	$(PY) -m pytest -q tests
 
 # Runs workflows/api/rap_demo.json in a real ComfyUI and writes output/rap_demo.mp4.
