@@ -1,18 +1,25 @@
-"""Command line: python -m rap_core generate --preset P --image I --audio A --out O.mp4 [...]"""
+"""Command line:
+  python -m rap_core generate --preset P --image I --audio A --out O.mp4 [...]
+  python -m rap_core train --preset P --data D --out O [...]   (several processes: torchrun ... -m rap_core train)
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import fields
 
 import torch
 from tqdm import tqdm
 
-from .config import preset_names
+from .config import get_preset, preset_names
 from .errors import RAPInputError
 from .media import read_audio, read_image, write_mp4
 from .pipeline import RAPPipeline
 from .timing import video_frame_count
+from .training.data import ClipSet
+from .training.trainer import TrainConfig, train
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -36,7 +43,23 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--continuity", choices=("inherit", "motion_frames", "none"))
     gen.add_argument("--inherit-latents", type=int, help="n latent frames inherited per step")
     gen.add_argument("--chunk-latents", type=int, help="latent frames per chunk")
+    fit = commands.add_parser("train", help="train the DiT of a preset on encoded clips (resumes from --out)")
+    fit.add_argument("--preset", required=True, choices=preset_names())
+    fit.add_argument("--data", required=True, help="folder of clip_*.safetensors (rap_core.training.data)")
+    fit.add_argument("--out", required=True, help="folder for state.pt, dit.safetensors (EMA) and log.jsonl")
+    defaults = TrainConfig()
+    for field in fields(TrainConfig):
+        fit.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
+                         default=getattr(defaults, field.name))
     return parser
+
+
+def run_training(args: argparse.Namespace) -> int:
+    cfg = TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
+    last = train(get_preset(args.preset), ClipSet(args.data), args.out, cfg)
+    if last and os.environ.get("RANK", "0") == "0":
+        print(f"step {last['step']}: loss {last['loss']:.4f}; weights in {args.out}/dit.safetensors")
+    return 0
 
 
 def generate(args: argparse.Namespace) -> int:
@@ -65,7 +88,7 @@ def generate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return generate(args)
+        return {"generate": generate, "train": run_training}[args.command](args)
     except RAPInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

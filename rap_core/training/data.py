@@ -1,0 +1,101 @@
+"""Training data: talking-head clips encoded once (VAE latents, audio features, the reference
+latent, a face mask on the latent grid), stored as one safetensors file per clip, and sampled
+into static-dynamic training windows."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+from safetensors.torch import load_file, save_file
+
+from ..audio_features import AudioFeatures, EncodedAudio
+from ..config import RAPConfig
+from ..errors import RAPInputError
+from ..media import prepare_image
+from ..models.audio import AudioEncoder
+from ..models.vae import VideoVAE
+from ..talk import encode_reference
+from ..timing import covered_video_frames, latent_frame_count
+from .objective import sample_window, window_frames
+
+
+@dataclass(frozen=True)
+class EncodedClip:
+    latents: torch.Tensor  # [C, F, h, w] the whole clip
+    features: torch.Tensor  # [T', L, Ca] audio features of video frames [0, T'), T' >= covered frames + W//2
+    reference: torch.Tensor  # [C, K, h, w] the portrait held for a K-latent window
+    face_mask: torch.Tensor  # [h, w] in 0..1
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name).contiguous() for name in ("latents", "features", "reference", "face_mask")}
+
+
+@dataclass(frozen=True)
+class TrainingBatch:
+    latents: torch.Tensor  # [B, C, K, h, w] clean window latents
+    reference: torch.Tensor  # [B, C, K, h, w]
+    audio_windows: torch.Tensor  # [B, T, W, L, Ca], T = 1 + stride*(K-1)
+    face_mask: torch.Tensor  # [B, h, w]
+
+    def to(self, device, dtype=None) -> TrainingBatch:
+        return TrainingBatch(*(t.to(device, dtype) for t in (self.latents, self.reference, self.audio_windows, self.face_mask)))
+
+
+@torch.no_grad()
+def encode_clip(
+    config: RAPConfig, vae: VideoVAE, audio_encoder: AudioEncoder, frames: torch.Tensor, audio: torch.Tensor,
+    portrait: torch.Tensor, face_mask: torch.Tensor,
+) -> EncodedClip:
+    """frames [T, H, W, 3] in 0..1 at the preset's size; audio [S] mono at the preset's rate with
+    T = ceil(S * fps / rate); portrait [H, W, 3] in 0..1; face_mask [H, W] (pixels) -> EncodedClip."""
+    stride, window = vae.temporal_stride, config.sampling.chunk_latents
+    num_latents = latent_frame_count(frames.shape[0], stride)
+    covered = covered_video_frames(num_latents, stride)
+    video = rearrange(frames.float() * 2 - 1, "t h w c -> 1 c t h w")  # [1, 3, T, H, W]
+    video = torch.cat([video, repeat(video[:, :, -1:], "b c 1 h w -> b c t h w", t=covered - frames.shape[0])], dim=2)
+    latents = vae.encode(video)[0]  # [C, F, h, w]
+    features = AudioFeatures(audio_encoder, audio, config).encode_all(covered + config.audio.window // 2)[0]
+    reference = encode_reference(vae, prepare_image(portrait, config.height, config.width), window).latent[0]
+    grid = F.adaptive_avg_pool2d(face_mask.float()[None, None], latents.shape[-2:])[0, 0]  # [h, w]
+    return EncodedClip(latents, features, reference, grid)
+
+
+def save_clips(directory: str | os.PathLike, clips: list[EncodedClip], first_index: int = 0) -> None:
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    for offset, clip in enumerate(clips):
+        save_file(clip.as_dict(), folder / f"clip_{first_index + offset:06d}.safetensors")
+
+
+class ClipSet:
+    """The encoded clips of a data folder, sampled into training windows."""
+
+    def __init__(self, directory: str | os.PathLike):
+        files = sorted(Path(directory).glob("clip_*.safetensors"))
+        if not files:
+            raise RAPInputError(
+                f"No training clips (clip_*.safetensors) in '{directory}'; make them with "
+                "`python -m rap_core make-data --preset P --out DIR`."
+            )
+        self.clips = [EncodedClip(**load_file(path)) for path in files]
+
+    def batch(self, generator: torch.Generator, batch_size: int, window: int, beta: float, audio_window: int,
+              stride: int) -> TrainingBatch:
+        """`batch_size` windows of `window` latents from clips drawn at random."""
+        picks = torch.randint(len(self.clips), (batch_size,), generator=generator).tolist()
+        latents, references, audio, masks = [], [], [], []
+        for index in picks:
+            clip = self.clips[index]
+            start = sample_window(clip.latents.shape[1], window, beta, generator)
+            first, end = window_frames(start, window, stride)
+            features = EncodedAudio(clip.features, clip.features.shape[0], audio_window, window)
+            latents.append(clip.latents[:, start : start + window])
+            references.append(clip.reference[:, :window])
+            audio.append(features.windows(first, end)[0])  # [T, W, L, Ca]
+            masks.append(clip.face_mask)
+        return TrainingBatch(torch.stack(latents), torch.stack(references), torch.stack(audio), torch.stack(masks))

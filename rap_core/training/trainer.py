@@ -1,0 +1,163 @@
+"""The training loop: one process, or several through `torchrun` (DDP: every rank holds the
+whole model), AdamW, EMA, checkpoint and resume, a progress bar and a loss log.
+
+Every rank draws its own windows and noise from a generator seeded by (seed, rank, step), so a
+resumed run continues exactly as an uninterrupted one. Rank 0 writes `out/state.pt` (resume),
+`out/dit.safetensors` (the EMA weights) and `out/log.jsonl` (one line per logged step; at every
+checkpoint it also records a digest of each replica's weights, which must all agree under DDP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..config import RAPConfig
+from ..models.dit import RAPTransformer, build_dit
+from .data import ClipSet, TrainingBatch
+from .ema import EMA
+from .objective import LossParts, noised, rap_loss, sample_timesteps
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 4
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    beta: float = 0.5  # probability of a static-start window
+    face_weight: float = 0.5  # lambda
+    motion_weight: float = 0.5  # mu
+    audio_dropout: float = 0.1  # share of samples trained without audio (for audio CFG)
+    shift: float = 5.0
+    grad_clip: float = 1.0
+    checkpoint_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+
+
+class Denoiser(nn.Module):
+    """What DDP wraps: audio windows -> tokens -> the DiT's velocity, in one forward."""
+
+    def __init__(self, dit: RAPTransformer):
+        super().__init__()
+        self.dit = dit
+
+    def forward(self, x: torch.Tensor, ref: torch.Tensor, t: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """x, ref [B, C, K, h, w]; t [B] in 0..1000; windows [B, T, W, L, Ca] -> velocity [B, C, K, h, w]."""
+        return self.dit(x, ref, t, self.dit.encode_audio(windows))
+
+
+def _distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    return rank, world, device
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().float().cpu()
+
+
+def _loss(model: nn.Module, batch: TrainingBatch, cfg: TrainConfig, generator: torch.Generator) -> LossParts:
+    size = batch.latents.shape[0]
+    t = sample_timesteps(size, cfg.shift, generator).to(batch.latents.device)
+    noise = torch.randn(batch.latents.shape, generator=generator).to(batch.latents)
+    x_t, target = noised(batch.latents, t, noise)
+    keep = (torch.rand(size, generator=generator) >= cfg.audio_dropout).to(batch.audio_windows)
+    windows = batch.audio_windows * keep.view(-1, 1, 1, 1, 1)  # dropped samples see all-zero features
+    v = model(x_t, batch.reference, t * 1000, windows)
+    return rap_loss(v, target, batch.face_mask, cfg.face_weight, cfg.motion_weight)
+
+
+def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, cfg: TrainConfig, progress: bool = True) -> dict:
+    """Train the DiT of `config` on `data`, resuming from `out/state.pt` if present. Returns the
+    last logged losses."""
+    rank, world, device = _distributed()
+    out = Path(out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    dit = build_dit(config, device=device, dtype=torch.float32).train()
+    ema = EMA(dit, cfg.ema_decay)
+    optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = 0
+    state_path = out / "state.pt"
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        dit.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+    model: nn.Module = DistributedDataParallel(Denoiser(dit)) if world > 1 else Denoiser(dit)
+    stride, audio_window = config.vae.temporal_stride, config.audio.window
+    window = config.sampling.chunk_latents
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc="train", disable=not progress or rank != 0)
+    last: dict = {}
+    for step in range(start, cfg.steps):
+        generator = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + rank) * 1_000_003 + step) % 2**63)
+        batch = data.batch(generator, cfg.batch_size, window, cfg.beta, audio_window, stride).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            parts = _loss(model, batch, cfg, generator)
+        optimizer.zero_grad(set_to_none=True)
+        parts.total.backward()
+        norm = torch.nn.utils.clip_grad_norm_(dit.parameters(), cfg.grad_clip)
+        optimizer.step()
+        ema.update(dit)
+        bar.update(1)
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            last = {"step": done, "loss": parts.total.item(), "flow": parts.flow.item(), "face": parts.face.item(),
+                    "motion": parts.motion.item(), "grad_norm": float(_full(norm))}
+            bar.set_postfix(loss=f"{last['loss']:.4f}")
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                last["replica_digests"] = _replica_digests(dit, world)
+                _checkpoint(out, rank, dit, ema, optimizer, done, cfg, config)
+            if rank == 0:
+                with open(out / "log.jsonl", "a") as log:
+                    log.write(json.dumps(last) + "\n")
+    bar.close()
+    if dist.is_initialized():
+        dist.barrier()
+    return last
+
+
+def _replica_digests(dit: nn.Module, world: int) -> list[list[float]]:
+    """[sum, sum of squares] of each replica's weights, one entry per rank."""
+    with torch.no_grad():
+        params = [_full(p).double() for p in dit.parameters()]
+        digest = torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)])  # [2]
+    if world == 1:
+        return [digest.tolist()]
+    gathered = [torch.zeros_like(digest) for _ in range(world)]
+    dist.all_gather(gathered, digest)
+    return [g.tolist() for g in gathered]
+
+
+def _checkpoint(out: Path, rank: int, dit: nn.Module, ema: EMA, optimizer, step: int, cfg: TrainConfig,
+                config: RAPConfig) -> None:
+    model = {name: _full(p) for name, p in dit.state_dict().items()}
+    shadow = {name: _full(p) for name, p in ema.state_dict().items()}
+    if rank != 0:
+        return
+    state = {"model": model, "ema": shadow, "optimizer": optimizer.state_dict(), "step": step}
+    torch.save(state, out / "state.pt.tmp")
+    os.replace(out / "state.pt.tmp", out / "state.pt")
+    metadata = {"preset": config.name, "step": str(step), "train_config": json.dumps(asdict(cfg))}
+    save_file({name: tensor.contiguous() for name, tensor in shadow.items()}, out / "dit.safetensors.tmp", metadata)
+    os.replace(out / "dit.safetensors.tmp", out / "dit.safetensors")
