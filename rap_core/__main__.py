@@ -1,6 +1,8 @@
 """Command line:
   python -m rap_core generate --preset P --image I --audio A --out O.mp4 [...]
+  python -m rap_core make-data --preset P --clips N --out D [...]   (synthetic training clips)
   python -m rap_core train --preset P --data D --out O [...]   (several processes: torchrun ... -m rap_core train)
+  python -m rap_core eval --preset P [--dit ... --vae ... --audio-encoder ...] [...]
 """
 
 from __future__ import annotations
@@ -18,7 +20,11 @@ from .errors import RAPInputError
 from .media import read_audio, read_image, write_mp4
 from .pipeline import RAPPipeline
 from .timing import video_frame_count
-from .training.data import ClipSet
+from .eval.report import format_table
+from .eval.run import evaluate
+from .loading.models import load_vae, load_wav2vec2
+from .loading.random_weights import random_audio_encoder, random_vae
+from .training.data import ClipSet, save_clips, synthetic_clips
 from .training.trainer import TrainConfig, train
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -43,6 +49,20 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--continuity", choices=("inherit", "motion_frames", "none"))
     gen.add_argument("--inherit-latents", type=int, help="n latent frames inherited per step")
     gen.add_argument("--chunk-latents", type=int, help="latent frames per chunk")
+    make = commands.add_parser("make-data", help="render and encode synthetic talking-head clips for training")
+    make.add_argument("--preset", required=True, choices=preset_names())
+    make.add_argument("--clips", type=int, default=64)
+    make.add_argument("--seed", type=int, default=0, help="first identity/utterance seed")
+    make.add_argument("--out", required=True, help="folder for clip_*.safetensors")
+    _weight_args(make, dit=False)
+    check = commands.add_parser("eval", help="lip sync and drift on unseen faces saying held-out speech")
+    check.add_argument("--preset", required=True, choices=preset_names())
+    check.add_argument("--clips", type=int, default=4)
+    check.add_argument("--seconds", type=float, default=12.0)
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--continuity", nargs="+", default=["inherit", "motion_frames", "none"],
+                       choices=("inherit", "motion_frames", "none"))
+    _weight_args(check, dit=True)
     fit = commands.add_parser("train", help="train the DiT of a preset on encoded clips (resumes from --out)")
     fit.add_argument("--preset", required=True, choices=preset_names())
     fit.add_argument("--data", required=True, help="folder of clip_*.safetensors (rap_core.training.data)")
@@ -52,6 +72,39 @@ def _parser() -> argparse.ArgumentParser:
         fit.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
                          default=getattr(defaults, field.name))
     return parser
+
+
+def _weight_args(parser: argparse.ArgumentParser, dit: bool) -> None:
+    if dit:
+        parser.add_argument("--dit", help="DiT weights (.safetensors), for presets other than tiny")
+    parser.add_argument("--vae", help="VAE weights (.safetensors), for presets other than tiny")
+    parser.add_argument("--audio-encoder", help="audio encoder folder, for presets other than tiny")
+
+
+def make_data(args: argparse.Namespace) -> int:
+    config = get_preset(args.preset)
+    vae, encoder = _encoders(args, config)
+    for index in tqdm(range(args.seed, args.seed + args.clips), unit="clip", desc="make-data"):
+        save_clips(args.out, synthetic_clips(config, vae, encoder, 1, index), first_index=index)
+    print(f"wrote {args.clips} clips to {args.out}")
+    return 0
+
+
+def _encoders(args: argparse.Namespace, config):
+    if args.preset == "tiny":
+        return random_vae(config), random_audio_encoder(config)
+    if args.vae is None or args.audio_encoder is None:
+        raise RAPInputError(f"Preset '{args.preset}' needs --vae and --audio-encoder (see README, 'models/rap/').")
+    return load_vae(args.vae, config), load_wav2vec2(args.audio_encoder)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    pipe = RAPPipeline.from_preset(args.preset, dit=args.dit, vae=args.vae, audio_encoder=args.audio_encoder)
+    rows = []
+    for continuity in tqdm(args.continuity, unit="mode", desc="eval"):
+        rows.append({"continuity": continuity, **evaluate(pipe, args.clips, args.seconds, args.seed, continuity=continuity)})
+    print(format_table(rows, ["continuity", "r", "lag", "shuffled_r", "drift_ratio"]))
+    return 0
 
 
 def run_training(args: argparse.Namespace) -> int:
@@ -88,7 +141,8 @@ def generate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"generate": generate, "train": run_training}[args.command](args)
+        commands = {"generate": generate, "make-data": make_data, "train": run_training, "eval": run_eval}
+        return commands[args.command](args)
     except RAPInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

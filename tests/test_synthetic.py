@@ -11,7 +11,8 @@ import torch
 from rap_core.errors import RAPInputError
 from rap_core.synthetic.clip import blink_track, make_clip, portrait, sway_track
 from rap_core.synthetic.identity import sample_identity
-from rap_core.synthetic.mouth import frame_loudness, mouth_track
+from rap_core.eval.lipsync import loudness_envelope
+from rap_core.synthetic.mouth import mouth_track
 from rap_core.synthetic.render import SWAY_LIMIT, layout, render
 from rap_core.synthetic.speech import SAMPLE_RATE, Utterance, sample_utterance, synthesize, texts, voices
 from rap_core.timing import video_frame_count
@@ -72,7 +73,7 @@ def test_a_low_tone_rounds_the_mouth_and_a_high_tone_widens_it():
 def test_mouth_opening_follows_the_loudness_of_real_speech():
     audio = synthesize("The farmer found a wooden chair before lunch.", "en-us", 160, 50)
     track = mouth_track(audio, SAMPLE_RATE)
-    envelope = 10 ** (frame_loudness(audio, SAMPLE_RATE) / 20)  # [T] linear RMS
+    envelope = 10 ** (loudness_envelope(audio, SAMPLE_RATE) / 20)  # [T] linear RMS
     r = torch.corrcoef(torch.stack([track.openness, envelope]))[0, 1]
     assert r > 0.85
     assert track.openness.max() > 0.8 and track.openness[-3:].max() == 0  # speaks, then falls silent
@@ -175,7 +176,7 @@ def test_espeak_speech_is_audible_and_about_as_long_as_its_words():
         seconds = audio.shape[0] / SAMPLE_RATE
         expected = len(text.split()) * 60 / rate
         assert 0.6 * expected < seconds < 1.5 * expected
-        assert (frame_loudness(audio, SAMPLE_RATE) > -30).float().mean() > 0.5
+        assert (loudness_envelope(audio, SAMPLE_RATE) > -30).float().mean() > 0.5
     assert slow.shape[0] > 1.3 * fast.shape[0]
 
 

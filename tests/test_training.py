@@ -83,3 +83,21 @@ def test_two_process_ddp_training_keeps_replicas_identical(data_dir, tmp_path):
     first, second = log[-1]["replica_digests"]
     assert first == second  # both ranks hold bit-identical weights after two synchronised steps
     assert (tmp_path / "dit.safetensors").is_file()
+
+
+def test_make_data_train_and_eval_from_the_command_line(tmp_path):
+    """The documented path on the tiny preset: synthetic clips -> a training run -> the eval table."""
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "rap_core", *args], capture_output=True, text=True, timeout=300)
+
+    made = run("make-data", "--preset", "tiny", "--clips", "2", "--out", str(tmp_path / "data"))
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["clip_000000.safetensors", "clip_000001.safetensors"]
+    trained = run("train", "--preset", "tiny", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                  "--steps", "2", "--batch-size", "2", "--log-every", "1")
+    assert trained.returncode == 0 and "step 2: loss" in trained.stdout, trained.stderr[-2000:]
+    table = run("eval", "--preset", "tiny", "--clips", "1", "--seconds", "3", "--continuity", "inherit", "none")
+    assert table.returncode == 0, table.stderr[-2000:]
+    header, _, *rows = table.stdout.strip().splitlines()[-4:]
+    assert "| continuity" in header and "shuffled_r" in header
+    assert [row.split("|")[1].strip() for row in rows] == ["inherit", "none"]

@@ -7,12 +7,12 @@ model: `make_clip(seed)` gives frames, audio, the true mouth opening and everyth
 
 from .clip import Clip, blink_track, make_clip, portrait, sway_track
 from .identity import Identity, sample_identity
-from .mouth import MouthTrack, frame_loudness, mouth_track
+from .mouth import MouthTrack, mouth_track
 from .render import SWAY_LIMIT, Layout, layout, render
 from .speech import SAMPLE_RATE, Utterance, sample_utterance, synthesize, texts, voices
 
 __all__ = [
     "SAMPLE_RATE", "SWAY_LIMIT", "Clip", "Identity", "Layout", "MouthTrack", "Utterance", "blink_track",
-    "frame_loudness", "layout", "make_clip", "mouth_track", "portrait", "render", "sample_identity",
+    "layout", "make_clip", "mouth_track", "portrait", "render", "sample_identity",
     "sample_utterance", "sway_track", "synthesize", "texts", "voices",
 ]

@@ -58,11 +58,6 @@ def _level(windows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(power + 1e-12)
 
 
-def frame_loudness(waveform: torch.Tensor, sample_rate: int, fps: int = 25) -> torch.Tensor:
-    """[S] -> [T] RMS level of every video frame's samples in dBFS (-120 for digital silence)."""
-    return _level(*_frames(waveform, sample_rate, fps))
-
-
 def _smooth(track: torch.Tensor) -> torch.Tensor:
     """[T] -> [T]: one three-tap pass, edges repeated."""
     padded = F.pad(rearrange(track, "t -> 1 1 t"), (1, 1), mode="replicate")  # [1, 1, T + 2]

@@ -19,6 +19,7 @@ from ..errors import RAPInputError
 from ..media import prepare_image
 from ..models.audio import AudioEncoder
 from ..models.vae import VideoVAE
+from ..synthetic import Layout, layout, make_clip, portrait
 from ..talk import encode_reference
 from ..timing import covered_video_frames, latent_frame_count
 from .objective import sample_window, window_frames
@@ -63,6 +64,31 @@ def encode_clip(
     reference = encode_reference(vae, prepare_image(portrait, config.height, config.width), window).latent[0]
     grid = F.adaptive_avg_pool2d(face_mask.float()[None, None], latents.shape[-2:])[0, 0]  # [h, w]
     return EncodedClip(latents, features, reference, grid)
+
+
+def face_region(layout: Layout) -> torch.Tensor:
+    """The face loss's mask [H, W] of a synthetic identity: its bare skin and its mouth box."""
+    mask = layout.face_skin.clone()
+    y0, y1, x0, x1 = layout.mouth_box
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def synthetic_clips(
+    config: RAPConfig, vae: VideoVAE, audio_encoder: AudioEncoder, count: int, seed: int = 0, split: str = "train"
+) -> list[EncodedClip]:
+    """`count` clips of the synthetic world (identities and utterances seed .. seed + count - 1),
+    rendered at the preset's size and encoded for it."""
+    if config.height != config.width:
+        raise RAPInputError(f"The synthetic world renders square frames; preset '{config.name}' is "
+                            f"{config.width}x{config.height}.")
+    clips = []
+    for index in range(seed, seed + count):
+        clip = make_clip(index, size=config.height, split=split, fps=config.fps)
+        face = face_region(layout(clip.identity, config.height))
+        still = portrait(clip.identity, config.height)
+        clips.append(encode_clip(config, vae, audio_encoder, clip.frames, clip.audio, still, face))
+    return clips
 
 
 def save_clips(directory: str | os.PathLike, clips: list[EncodedClip], first_index: int = 0) -> None:
