@@ -96,7 +96,7 @@ class AudioFeatures:
 
     def _encode(self, segments: list[int]) -> list[torch.Tensor]:
         """Segment indices -> their features, each [G, L, C], `batch_segments` per encoder call."""
-        device = self.encoder.model.feature_projection.projection.weight.device
+        device = self.encoder.device
         features = []
         for first in range(0, len(segments), self.batch_segments):
             batch = segments[first : first + self.batch_segments]

@@ -14,6 +14,7 @@ from .errors import RAPInputError
 AudioMode = Literal["window", "full", "hybrid"]
 Continuity = Literal["inherit", "motion_frames", "none"]
 Sampler = Literal["euler", "renoise"]
+AudioEncoderKind = Literal["wav2vec2", "mel"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class AudioConfig:
     """wav2vec2 features at the video rate, per-latent-frame windows, and their projection."""
 
     sample_rate: int = 16000
+    encoder: AudioEncoderKind = "wav2vec2"  # "mel": a fixed log-mel transform, hidden_size mel bands, one layer
     # wav2vec2 (transformers `Wav2Vec2Config` fields; used to build random encoders for tests)
     hidden_size: int = 768
     num_hidden_layers: int = 12

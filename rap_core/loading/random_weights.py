@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..config import RAPConfig
-from ..models.audio import AudioEncoder, build_wav2vec2
+from ..models.audio import build_audio_encoder
 from ..models.dit import RAPTransformer, build_dit
 from ..models.vae import VideoVAE, build_vae
 
@@ -28,7 +28,8 @@ def random_vae(config: RAPConfig, device=None, dtype=None) -> VideoVAE:
         return build_vae(config, device=device, dtype=dtype).eval()
 
 
-def random_audio_encoder(config: RAPConfig, device=None) -> AudioEncoder:
+def random_audio_encoder(config: RAPConfig, device=None) -> torch.nn.Module:
+    """The preset's audio encoder: random wav2vec2 weights, or the weight-free mel transform."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEEDS["audio_encoder"])
-        return build_wav2vec2(config.audio, device=device).eval()
+        return build_audio_encoder(config.audio, device=device).eval()

@@ -19,6 +19,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from ..config import AudioConfig
 from ..errors import CheckpointError, RAPInputError
+from .mel import MelEncoder
 
 WAV2VEC2_REPO = "facebook/wav2vec2-base-960h"
 NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor's variance epsilon
@@ -49,6 +50,10 @@ class AudioEncoder(nn.Module):
             )
         self.model = model
         self.min_samples = _receptive_field(config)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.feature_projection.projection.weight.device
 
     def cnn_features(self, waveform: torch.Tensor, num_frames: int) -> torch.Tensor:
         """waveform [B, S] mono 16 kHz -> CNN features [B, num_frames, D] on the video time grid
@@ -116,3 +121,10 @@ def wav2vec2_config(audio: AudioConfig) -> Wav2Vec2Config:
 def build_wav2vec2(audio: AudioConfig, device=None, dtype=None) -> AudioEncoder:
     """A randomly initialised encoder with `audio`'s sizes (tests and the tiny preset)."""
     return AudioEncoder(Wav2Vec2Model(wav2vec2_config(audio))).eval().to(device=device, dtype=dtype)
+
+
+def build_audio_encoder(audio: AudioConfig, device=None) -> nn.Module:
+    """`audio.encoder`'s encoder: the fixed mel transform, or a randomly initialised wav2vec2."""
+    if audio.encoder == "mel":
+        return MelEncoder(audio).to(device)
+    return build_wav2vec2(audio, device=device)
