@@ -14,6 +14,7 @@ Frame f starts at sample floor(f * sample_rate / fps) (640 samples per frame at 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -96,7 +97,7 @@ class AudioFeatures:
 
     def _encode(self, segments: list[int]) -> list[torch.Tensor]:
         """Segment indices -> their features, each [G, L, C], `batch_segments` per encoder call."""
-        device = self.encoder.device
+        device = next(itertools.chain(self.encoder.parameters(), self.encoder.buffers())).device
         features = []
         for first in range(0, len(segments), self.batch_segments):
             batch = segments[first : first + self.batch_segments]

@@ -51,10 +51,6 @@ class AudioEncoder(nn.Module):
         self.model = model
         self.min_samples = _receptive_field(config)
 
-    @property
-    def device(self) -> torch.device:
-        return self.model.feature_projection.projection.weight.device
-
     def cnn_features(self, waveform: torch.Tensor, num_frames: int) -> torch.Tensor:
         """waveform [B, S] mono 16 kHz -> CNN features [B, num_frames, D] on the video time grid
         (steps 1-3: per-clip normalisation, CNN, linear resampling with align_corners=True)."""

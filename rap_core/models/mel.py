@@ -31,10 +31,6 @@ class MelEncoder(nn.Module):
         )
         self.min_samples = window
 
-    @property
-    def device(self) -> torch.device:
-        return self.mel.spectrogram.window.device
-
     def forward(self, waveform: torch.Tensor, num_frames: int) -> torch.Tensor:
         """waveform [B, S] mono at the config's rate -> features [B, num_frames, 1, n_mels]."""
         if waveform.ndim != 2 or waveform.shape[1] < self.min_samples:

@@ -170,7 +170,6 @@ class ComfyServer:
             "--listen", self.host, "--port", str(self.port),
             "--base-directory", str(self.base),
             "--disable-auto-launch",
-            "--database-url", "sqlite:///:memory:",
         ]  # fmt: skip
         if (self.base / "extra_model_paths.yaml").exists():
             cmd += ["--extra-model-paths-config", str(self.base / "extra_model_paths.yaml")]
