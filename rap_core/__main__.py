@@ -1,5 +1,6 @@
 """Command line:
   python -m rap_core generate --preset P --image I --audio A --out O.mp4 [...]
+  python -m rap_core train-vae --preset P --out O [...]   (a VAE from scratch on the synthetic world)
   python -m rap_core make-data --preset P --clips N --out D [...]   (synthetic training clips)
   python -m rap_core train --preset P --data D --out O [...]   (several processes: torchrun ... -m rap_core train)
   python -m rap_core eval --preset P [--dit ... --vae ... --audio-encoder ...] [...]
@@ -24,6 +25,7 @@ from .eval.report import format_table
 from .eval.run import evaluate
 from .loading.models import load_vae, load_wav2vec2
 from .loading.random_weights import random_audio_encoder, random_vae
+from .training.autoencoder import VAETrainConfig, train_vae
 from .training.data import ClipSet, save_clips, synthetic_clips
 from .training.trainer import TrainConfig, train
 
@@ -49,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--continuity", choices=("inherit", "motion_frames", "none"))
     gen.add_argument("--inherit-latents", type=int, help="n latent frames inherited per step")
     gen.add_argument("--chunk-latents", type=int, help="latent frames per chunk")
+    vae = commands.add_parser("train-vae", help="train the preset's VAE from scratch on the synthetic world")
+    vae.add_argument("--preset", required=True, choices=preset_names())
+    vae.add_argument("--out", required=True, help="folder for vae.safetensors and vae_log.jsonl")
+    _config_args(vae, VAETrainConfig)
     make = commands.add_parser("make-data", help="render and encode synthetic talking-head clips for training")
     make.add_argument("--preset", required=True, choices=preset_names())
     make.add_argument("--clips", type=int, default=64)
@@ -67,11 +73,23 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--preset", required=True, choices=preset_names())
     fit.add_argument("--data", required=True, help="folder of clip_*.safetensors (rap_core.training.data)")
     fit.add_argument("--out", required=True, help="folder for state.pt, dit.safetensors (EMA) and log.jsonl")
-    defaults = TrainConfig()
-    for field in fields(TrainConfig):
-        fit.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
-                         default=getattr(defaults, field.name))
+    _config_args(fit, TrainConfig)
     return parser
+
+
+def _config_args(parser: argparse.ArgumentParser, config_type) -> None:
+    """One --option per field of a training config dataclass, with its default."""
+    defaults = config_type()
+    for field in fields(config_type):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
+                            default=getattr(defaults, field.name))
+
+
+def run_vae_training(args: argparse.Namespace) -> int:
+    cfg = VAETrainConfig(**{field.name: getattr(args, field.name) for field in fields(VAETrainConfig)})
+    last = train_vae(get_preset(args.preset), args.out, cfg)
+    print(f"step {last['step']}: L1 {last['l1']:.4f}; weights in {args.out}/vae.safetensors")
+    return 0
 
 
 def _weight_args(parser: argparse.ArgumentParser, dit: bool) -> None:
@@ -141,7 +159,8 @@ def generate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"generate": generate, "make-data": make_data, "train": run_training, "eval": run_eval}
+        commands = {"generate": generate, "train-vae": run_vae_training, "make-data": make_data,
+                    "train": run_training, "eval": run_eval}
         return commands[args.command](args)
     except RAPInputError as error:
         print(f"error: {error}", file=sys.stderr)
