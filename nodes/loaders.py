@@ -59,15 +59,14 @@ class RAPModelLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, ckpt_name: str, preset: str, weight_dtype: str, attention: str, download: bool) -> io.NodeOutput:
-        config = get_preset(preset)
-        path = files.resolve(ckpt_name, preset, DIT_FILES, download)
-        dtype = pick_dtype(weight_dtype)
-        if path is None:
-            model = random_dit(config, device=offload_device(), dtype=dtype, attention_backend=attention)
-        else:
-            model = load_dit(path, config, device=offload_device(), dtype=dtype,
-                             operations=comfy.ops.manual_cast, attention_backend=attention)
-        return io.NodeOutput(wrap(model, config, dtype))
+        return _load(
+            ckpt_name, preset, DIT_FILES, download, weight_dtype,
+            lambda config, dtype: random_dit(config, device=offload_device(), dtype=dtype, attention_backend=attention),
+            lambda path, config, dtype: load_dit(
+                path, config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast,
+                attention_backend=attention,
+            ),
+        )
 
 
 class RAPVAELoader(io.ComfyNode):
@@ -93,14 +92,13 @@ class RAPVAELoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae_name: str, preset: str, weight_dtype: str, download: bool) -> io.NodeOutput:
-        config = get_preset(preset)
-        path = files.resolve(vae_name, preset, VAE_FILES, download)
-        dtype = pick_dtype(weight_dtype)
-        if path is None:
-            model = random_vae(config, device=offload_device(), dtype=dtype)
-        else:
-            model = load_vae(path, config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast)
-        return io.NodeOutput(wrap(model, config, dtype))
+        return _load(
+            vae_name, preset, VAE_FILES, download, weight_dtype,
+            lambda config, dtype: random_vae(config, device=offload_device(), dtype=dtype),
+            lambda path, config, dtype: load_vae(
+                path, config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast
+            ),
+        )
 
 
 class RAPAudioEncoderLoader(io.ComfyNode):
@@ -130,6 +128,15 @@ class RAPAudioEncoderLoader(io.ComfyNode):
         path = files.resolve(encoder, preset, ENCODER_FOLDERS, download)
         model = random_audio_encoder(config, device=offload_device()) if path is None else load_wav2vec2(path, device=offload_device())
         return io.NodeOutput(wrap(model, config, next(model.parameters()).dtype))
+
+
+def _load(choice: str, preset: str, known, download: bool, weight_dtype: str, build_random, load_file) -> io.NodeOutput:
+    """A network from its weight choice: the built-in random weights or the resolved file, in
+    `weight_dtype`; the file's layers use comfy.ops.manual_cast so ComfyUI can load them partially."""
+    config, dtype = get_preset(preset), pick_dtype(weight_dtype)
+    path = files.resolve(choice, preset, known, download)
+    model = build_random(config, dtype) if path is None else load_file(path, config, dtype)
+    return io.NodeOutput(wrap(model, config, dtype))
 
 
 LOADERS = [RAPModelLoader, RAPVAELoader, RAPAudioEncoderLoader]

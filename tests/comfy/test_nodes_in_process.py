@@ -136,3 +136,26 @@ def test_file_choices_are_validated_with_where_to_put_the_file(comfy):
     assert loader.validate_inputs(ckpt_name=TINY, preset="tiny", download=False) is True
     message = nodes["RAPAudioEncoderLoader"].validate_inputs(encoder="wav2vec2-base-960h", preset="flashhead-lite", download=False)
     assert "'config.json'" in message and "models/rap/wav2vec2-base-960h" in message and "facebook/wav2vec2-base-960h" in message
+
+
+def test_weight_files_load_through_comfy_cast_layers_and_sample_the_same(comfy, talk, tmp_path):
+    """A DiT and VAE saved to a user's rap folder load (comfy.ops.manual_cast layers) and give the
+    frames of the built-in networks they were saved from."""
+    import folder_paths
+    from safetensors.torch import save_file
+
+    _, nodes = comfy
+    (tmp_path / "mine").mkdir()
+    save_file({k: v.contiguous() for k, v in talk["model"].model.state_dict().items()}, tmp_path / "mine" / "dit.safetensors")
+    save_file({k: v.contiguous() for k, v in talk["vae"].model.state_dict().items()}, tmp_path / "mine" / "vae.safetensors")
+    folder_paths.add_model_folder_path("rap", str(tmp_path))
+    assert "mine/dit.safetensors" in nodes["RAPModelLoader"].define_schema().inputs[0].options
+    model, = run(nodes, "RAPModelLoader", ckpt_name="mine/dit.safetensors", preset="tiny", weight_dtype="fp32",
+                 attention="sdpa", download=False)
+    vae, = run(nodes, "RAPVAELoader", vae_name="mine/vae.safetensors", preset="tiny", weight_dtype="fp32", download=False)
+    assert hasattr(model.model.blocks[0].self_attn.q, "comfy_cast_weights")
+    reference, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=talk["image"])
+    from_files = run(nodes, "RAPDecode", vae=vae, latents=run(
+        nodes, "RAPSampler", **sampler_inputs(talk, model=model, vae=vae, reference=reference))[0])[0]
+    built_in = run(nodes, "RAPDecode", vae=talk["vae"], latents=run(nodes, "RAPSampler", **sampler_inputs(talk))[0])[0]
+    assert (from_files - built_in).abs().max() < 1e-5
