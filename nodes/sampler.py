@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..rap_core.config import SamplingConfig
 from ..rap_core.errors import RAPInputError
-from ..rap_core.talk import Reference, Talk, decode_chunk, encode_reference, hand_over, sample_chunk
+from ..rap_core.talk import Reference, Talk, advance, encode_reference
 from ..rap_core.timing import MAX_CHUNK_LATENTS
 from .networks import load
 from .types import RAPAudioEmbeds, RAPLatents, RAPModel, RAPReference, RAPVae, TalkLatents
@@ -94,15 +94,11 @@ class RAPSampler(io.ComfyNode):
                 mm.throw_exception_if_processing_interrupted()
                 bar.update_absolute(base + step)
 
-            latent = sample_chunk(talk, model.model, audio_embeds.features, placed, progress)
+            latent, video = advance(talk, model.model, vae.model, audio_embeds.features, placed, False, progress)
             preview = None
-            if talk.needs_decoded_chunks:
-                video = decode_chunk(vae.model, latent.to(vae.dtype), placed, settings.color_correction)  # [1, 3, T_c, H, W]
-                hand_over(talk, vae.model, video)
+            if video is not None:  # motion-frame continuity decoded the chunk: keep it for RAP Decode
                 decoded.append(video.to(keep))
                 preview = ("JPEG", frame_image(video[0, :, -1]), PREVIEW_SIZE)
-            else:
-                hand_over(talk)
             latents.append(latent.to(keep))
             bar.update_absolute((done + 1) * steps, preview=preview)
         held = Reference(reference.image.to(keep), reference.latent.to(keep))

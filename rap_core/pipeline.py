@@ -23,7 +23,7 @@ from .media import audio_to_mono, prepare_image
 from .models.audio import AudioEncoder
 from .models.dit import RAPTransformer
 from .models.vae import VideoVAE
-from .talk import StepCallback, Talk, chunk_frames, decode_chunk, encode_reference, hand_over, overlap_latents, sample_chunk
+from .talk import StepCallback, Talk, advance, chunk_frames, encode_reference, overlap_latents
 from .timing import Chunk, plan_chunks
 
 
@@ -104,9 +104,7 @@ class RAPPipeline:
         talk = Talk(cfg, reference, features.num_frames, seed, self.vae.temporal_stride)
         while not talk.done:
             chunk = talk.chunks[talk.next_chunk]
-            latent = sample_chunk(talk, self.dit, features, reference, progress)
-            video = decode_chunk(self.vae, latent, reference, cfg.color_correction)
-            hand_over(talk, self.vae, video)
+            _, video = advance(talk, self.dit, self.vae, features, reference, decode=True, progress=progress)
             yield chunk_frames(chunk, video)
 
     def generate(self, image, audio, sample_rate: int, seed: int = 0, progress: StepCallback | None = None, **options) -> torch.Tensor:

@@ -6,9 +6,9 @@ chunk and go on later (another call, another ComfyUI sampler node) and give exac
 of one uninterrupted run. The functions take the networks as arguments, so `RAPPipeline` and the
 ComfyUI nodes (whose networks ComfyUI's model manager places) share this one implementation.
 
-Per chunk: `sample_chunk` (audio tokens, noise, denoising with the continuity prefix) ->
-`decode_chunk` (VAE, colour match) -> `hand_over` (what the next chunk inherits) ->
-`chunk_frames` (the chunk's new frames).
+Per chunk (`advance`): `sample_chunk` (audio tokens, noise, denoising with the continuity prefix)
+-> `decode_chunk` (VAE, colour match) -> `hand_over` (what the next chunk inherits); then
+`chunk_frames` gives the chunk's new frames.
 """
 
 from __future__ import annotations
@@ -200,6 +200,21 @@ def hand_over(talk: Talk, vae: VideoVAE | None = None, video: torch.Tensor | Non
         tail = covered_video_frames(talk.cfg.motion_latents, vae.temporal_stride)
         talk.continuity.hand_over(vae.encode(video[:, :, -tail:]))  # [1, C, p, h, w]
     talk.next_chunk += 1
+
+
+def advance(
+    talk: Talk, dit: RAPTransformer, vae: VideoVAE, features, reference: Reference, decode: bool,
+    progress: StepCallback | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sample the talk's next chunk and hand over to the one after -> (latent [1, C, K, h, w],
+    video [1, 3, T_c, H, W] or None). The chunk is decoded when `decode` is true, and always under
+    motion-frame continuity, which needs the decoded frames to hand over."""
+    latent = sample_chunk(talk, dit, features, reference, progress)
+    video = None
+    if decode or talk.needs_decoded_chunks:
+        video = decode_chunk(vae, latent.to(next(vae.parameters()).dtype), reference, talk.cfg.color_correction)
+    hand_over(talk, vae, video)
+    return latent, video
 
 
 def chunk_frames(chunk: Chunk, video: torch.Tensor) -> torch.Tensor:
