@@ -23,7 +23,7 @@ COMFY_TREE := $(COMFY)/requirements.txt
 endif
 export COMFYUI_DIR := $(COMFY)
 
-.PHONY: test demo venv comfy debian clean
+.PHONY: test demo demo-model venv comfy debian clean
 
 venv: $(VENV)/.stamp
 
@@ -82,6 +82,18 @@ test: comfy debian
 # Runs workflows/api/rap_demo.json in a real ComfyUI and writes output/rap_demo.mp4.
 demo: comfy
 	$(PY) tests/comfy/demo.py
+
+# Trains the demo model from scratch on the synthetic world and copies it to rap_core/weights/demo/:
+# the VAE, clips encoded with it, then the DiT. Both trainings resume where an interrupted run stopped
+# (on 2 CPU cores the whole run takes several hours).
+DEMO_RUN := $(CACHE)/demo
+demo-model: venv debian
+	$(PY) -m rap_core train-vae --preset demo --out $(DEMO_RUN)/vae --steps 12000 --lr 3e-4 --log-every 100
+	$(PY) -m rap_core make-data --preset demo --vae $(DEMO_RUN)/vae/vae.safetensors --clips 480 --out $(DEMO_RUN)/data
+	$(PY) -m rap_core train --preset demo --data $(DEMO_RUN)/data --out $(DEMO_RUN)/dit \
+	  --steps 6000 --batch-size 8 --lr 4e-4 --shift 3.0 --log-every 50 --checkpoint-every 500
+	mkdir -p rap_core/weights/demo
+	cp $(DEMO_RUN)/vae/vae.safetensors $(DEMO_RUN)/dit/dit.safetensors rap_core/weights/demo/
 
 clean:
 	rm -rf $(VENV) $(CACHE)

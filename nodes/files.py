@@ -13,11 +13,11 @@ import os
 import folder_paths
 
 from ..rap_core.errors import MissingWeightsError, RAPInputError
+from ..rap_core.loading.builtin import BUILTIN_PRESETS, has_builtin
 from ..rap_core.loading.sources import WeightSource, locate
 
 FOLDER = "rap"
-BUILTIN = "built-in: tiny random weights"  # the `tiny` preset's reproducible random networks
-BUILTIN_PRESET = "tiny"
+BUILTIN = "built-in"  # tiny: reproducible random networks; demo: the shipped trained ones (rap_core.loading.builtin)
 
 
 def register_model_folder() -> None:
@@ -65,9 +65,10 @@ def resolve(
     source are downloaded when `download` is on (not in a `dry_run`); otherwise MissingWeightsError
     names the missing file, the folder it goes in and the repo it comes from."""
     if name == BUILTIN:
-        if preset != BUILTIN_PRESET:
+        if not has_builtin(preset):
             raise RAPInputError(
-                f"'{BUILTIN}' exist only for preset '{BUILTIN_PRESET}'; choose a weight file for preset '{preset}'."
+                f"'{BUILTIN}' weights exist only for presets {' and '.join(BUILTIN_PRESETS)}; "
+                f"choose a weight file for preset '{preset}'."
             )
         return None
     roots = folder_paths.get_folder_paths(FOLDER)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import comfy.ops
 from comfy_api.latest import io
 
 from ..rap_core.config import get_preset, preset_names
-from ..rap_core.loading.models import load_dit, load_vae, load_wav2vec2
-from ..rap_core.loading.random_weights import random_audio_encoder, random_dit, random_vae
+from ..rap_core.loading.builtin import audio_encoder, builtin_dit, builtin_vae
+from ..rap_core.loading.models import load_dit, load_vae
 from ..rap_core.loading.sources import FLASHHEAD_LITE_DIT, LTX_VIDEO_VAE, WAV2VEC2_BASE
 from ..rap_core.models.attention import ATTENTION_BACKENDS
 from . import files
@@ -22,7 +24,8 @@ def _preset_input() -> io.Combo.Input:
     return io.Combo.Input(
         "preset", options=preset_names(), default="flashhead-lite",
         tooltip="Architecture and defaults: flashhead-lite (public SoulX-FlashHead-Lite weights), rap-1.3b, "
-        "or tiny (a small random model for trying the pipeline on a CPU).",
+        "demo (a small model trained on synthetic faces, built in, real time on a CPU) or tiny (random "
+        "weights, for trying the graph).",
     )
 
 
@@ -42,7 +45,7 @@ class RAPModelLoader(io.ComfyNode):
             category=CATEGORY,
             description="Loads the RAP / FlashHead diffusion transformer from models/rap/.",
             inputs=[
-                io.Combo.Input("ckpt_name", options=files.file_choices(*DIT_FILES), tooltip="DiT weights in models/rap/."),
+                io.Combo.Input("ckpt_name", options=files.file_choices(*DIT_FILES), tooltip="DiT weights in models/rap/, or built-in (presets demo and tiny)."),
                 _preset_input(),
                 io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="auto",
                                tooltip="auto: bf16 on a GPU that supports it, else fp16, fp32 on a CPU."),
@@ -61,9 +64,8 @@ class RAPModelLoader(io.ComfyNode):
     def execute(cls, ckpt_name: str, preset: str, weight_dtype: str, attention: str, download: bool) -> io.NodeOutput:
         return _load(
             ckpt_name, preset, DIT_FILES, download, weight_dtype,
-            lambda config, dtype: random_dit(config, device=offload_device(), dtype=dtype, attention_backend=attention),
-            lambda path, config, dtype: load_dit(
-                path, config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast,
+            lambda path, config, dtype: (builtin_dit if path is None else partial(load_dit, path))(
+                config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast,
                 attention_backend=attention,
             ),
         )
@@ -78,7 +80,7 @@ class RAPVAELoader(io.ComfyNode):
             category=CATEGORY,
             description="Loads the LTX-Video VAE (32x32x8 compression) the RAP model works in.",
             inputs=[
-                io.Combo.Input("vae_name", options=files.file_choices(*VAE_FILES), tooltip="VAE weights in models/rap/."),
+                io.Combo.Input("vae_name", options=files.file_choices(*VAE_FILES), tooltip="VAE weights in models/rap/, or built-in (presets demo and tiny)."),
                 _preset_input(),
                 io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="auto"),
                 _download_input(),
@@ -94,9 +96,8 @@ class RAPVAELoader(io.ComfyNode):
     def execute(cls, vae_name: str, preset: str, weight_dtype: str, download: bool) -> io.NodeOutput:
         return _load(
             vae_name, preset, VAE_FILES, download, weight_dtype,
-            lambda config, dtype: random_vae(config, device=offload_device(), dtype=dtype),
-            lambda path, config, dtype: load_vae(
-                path, config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast
+            lambda path, config, dtype: (builtin_vae if path is None else partial(load_vae, path))(
+                config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast
             ),
         )
 
@@ -111,7 +112,8 @@ class RAPAudioEncoderLoader(io.ComfyNode):
             description="Loads the wav2vec2 speech encoder (a transformers folder in models/rap/). Runs in float32.",
             inputs=[
                 io.Combo.Input("encoder", options=files.folder_choices(*ENCODER_FOLDERS),
-                               tooltip="A folder with config.json and model.safetensors in models/rap/."),
+                               tooltip="A wav2vec2 folder (config.json, model.safetensors) in models/rap/, or built-in "
+                               "(demo's mel-spectrogram encoder; tiny's random wav2vec2)."),
                 _preset_input(),
                 _download_input(),
             ],
@@ -126,16 +128,15 @@ class RAPAudioEncoderLoader(io.ComfyNode):
     def execute(cls, encoder: str, preset: str, download: bool) -> io.NodeOutput:
         config = get_preset(preset)
         path = files.resolve(encoder, preset, ENCODER_FOLDERS, download)
-        model = random_audio_encoder(config, device=offload_device()) if path is None else load_wav2vec2(path, device=offload_device())
+        model = audio_encoder(config, path, device=offload_device())
         return io.NodeOutput(wrap(model, config, next(model.parameters()).dtype))
 
 
-def _load(choice: str, preset: str, known, download: bool, weight_dtype: str, build_random, load_file) -> io.NodeOutput:
-    """A network from its weight choice: the built-in random weights or the resolved file, in
-    `weight_dtype`; the file's layers use comfy.ops.manual_cast so ComfyUI can load them partially."""
+def _load(choice: str, preset: str, known, download: bool, weight_dtype: str, build) -> io.NodeOutput:
+    """A network from its weight choice (path None: the preset's built-in one) in `weight_dtype`;
+    loaded layers use comfy.ops.manual_cast so ComfyUI can load them partially."""
     config, dtype = get_preset(preset), pick_dtype(weight_dtype)
-    path = files.resolve(choice, preset, known, download)
-    model = build_random(config, dtype) if path is None else load_file(path, config, dtype)
+    model = build(files.resolve(choice, preset, known, download), config, dtype)
     return io.NodeOutput(wrap(model, config, dtype))
 
 

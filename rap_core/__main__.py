@@ -23,8 +23,8 @@ from .pipeline import RAPPipeline
 from .timing import video_frame_count
 from .eval.report import format_table
 from .eval.run import evaluate
-from .loading.models import load_vae, load_wav2vec2
-from .loading.random_weights import random_audio_encoder, random_vae
+from .loading.builtin import audio_encoder, builtin_vae
+from .loading.models import load_vae
 from .training.autoencoder import VAETrainConfig, train_vae
 from .training.data import ClipSet, save_clips, synthetic_clips
 from .training.trainer import TrainConfig, train
@@ -88,15 +88,16 @@ def _config_args(parser: argparse.ArgumentParser, config_type) -> None:
 def run_vae_training(args: argparse.Namespace) -> int:
     cfg = VAETrainConfig(**{field.name: getattr(args, field.name) for field in fields(VAETrainConfig)})
     last = train_vae(get_preset(args.preset), args.out, cfg)
-    print(f"step {last['step']}: L1 {last['l1']:.4f}; weights in {args.out}/vae.safetensors")
+    summary = f"step {last['step']}: L1 {last['l1']:.4f}; " if last else f"already trained {cfg.steps} steps; "
+    print(f"{summary}weights in {args.out}/vae.safetensors")
     return 0
 
 
 def _weight_args(parser: argparse.ArgumentParser, dit: bool) -> None:
     if dit:
-        parser.add_argument("--dit", help="DiT weights (.safetensors), for presets other than tiny")
-    parser.add_argument("--vae", help="VAE weights (.safetensors), for presets other than tiny")
-    parser.add_argument("--audio-encoder", help="audio encoder folder, for presets other than tiny")
+        parser.add_argument("--dit", help="DiT weights (.safetensors); tiny and demo have built-in ones")
+    parser.add_argument("--vae", help="VAE weights (.safetensors); tiny and demo have built-in ones")
+    parser.add_argument("--audio-encoder", help="wav2vec2 folder; tiny has a built-in one, mel presets need none")
 
 
 def make_data(args: argparse.Namespace) -> int:
@@ -109,11 +110,9 @@ def make_data(args: argparse.Namespace) -> int:
 
 
 def _encoders(args: argparse.Namespace, config):
-    if args.preset == "tiny":
-        return random_vae(config), random_audio_encoder(config)
-    if args.vae is None or args.audio_encoder is None:
-        raise RAPInputError(f"Preset '{args.preset}' needs --vae and --audio-encoder (see README, 'models/rap/').")
-    return load_vae(args.vae, config), load_wav2vec2(args.audio_encoder)
+    """The VAE and audio encoder given on the command line, else the preset's built-in ones."""
+    vae = builtin_vae(config) if args.vae is None else load_vae(args.vae, config)
+    return vae, audio_encoder(config, args.audio_encoder)
 
 
 def run_eval(args: argparse.Namespace) -> int:

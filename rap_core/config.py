@@ -181,6 +181,28 @@ _PRESETS: dict[str, RAPConfig] = {
         height=64,
         width=64,
     ),
+    # Trained on the synthetic world (rap_core.training) and shipped in demo/: runs offline on a CPU.
+    "demo": RAPConfig(
+        name="demo",
+        dit=DiTConfig(
+            dim=128, num_layers=6, num_heads=4, ffn_dim=512, freq_dim=64, in_channels=128, out_channels=64,
+            audio_mode="hybrid",
+        ),
+        vae=VAEConfig(
+            latent_channels=64,
+            block_out_channels=(16, 32, 64, 64),
+            layers_per_block=(1, 1, 1, 1, 1),
+            decoder_block_out_channels=(16, 32, 64, 64),
+            decoder_layers_per_block=(1, 1, 1, 1, 1),
+        ),
+        audio=AudioConfig(encoder="mel", hidden_size=32, num_hidden_layers=1, intermediate_dim=128, context_tokens=4),
+        sampling=SamplingConfig(
+            steps=4, shift=3.0, sampler="euler", continuity="inherit", inherit_latents=1, chunk_latents=5,
+            color_correction=0.0,
+        ),
+        height=128,
+        width=128,
+    ),
 }
 
 

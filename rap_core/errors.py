@@ -15,10 +15,8 @@ class CheckpointError(RAPInputError):
 class MissingWeightsError(CheckpointError):
     """A weights file that is not on disk; the message names the file, the folder and the source repo."""
 
-    def __init__(self, filename: str, folder: str, repo: str, hint: str = ""):
+    def __init__(self, filename: str, folder: str, repo: str, hint: str = "", origin: str = ""):
         self.filename, self.folder, self.repo = filename, folder, repo
-        message = (
-            f"Missing weights file '{filename}'. Put it in '{folder}' "
-            f"(download it from the Hugging Face repo '{repo}')."
-        )
+        origin = origin or f"download it from the Hugging Face repo '{repo}'"
+        message = f"Missing weights file '{filename}'. Put it in '{folder}' ({origin})."
         super().__init__(f"{message} {hint}".strip())

@@ -17,8 +17,9 @@ import torch
 from .audio_features import AudioFeatures
 from .config import RAPConfig, SamplingConfig, get_preset
 from .errors import RAPInputError
-from .loading.models import load_dit, load_vae, load_wav2vec2
-from .loading.random_weights import random_audio_encoder, random_dit, random_vae
+from .loading.builtin import audio_encoder as builtin_audio_encoder
+from .loading.builtin import builtin_dit, builtin_vae, has_builtin
+from .loading.models import load_dit, load_vae
 from .media import audio_to_mono, prepare_image
 from .models.audio import AudioEncoder
 from .models.dit import RAPTransformer
@@ -51,30 +52,26 @@ class RAPPipeline:
         dtype: torch.dtype = torch.float32,
         attention_backend: str = "sdpa",
     ) -> RAPPipeline:
-        """Build a preset's networks. `tiny` uses reproducible random weights; the other presets
-        need their files: `dit` and `vae` (.safetensors) and `audio_encoder` (a wav2vec2 folder)."""
+        """Build a preset's networks: `dit` and `vae` (.safetensors) and `audio_encoder` (a wav2vec2
+        folder) where given, else the preset's built-in ones (`tiny`: random, `demo`: shipped trained
+        weights; a mel audio encoder needs no weights)."""
         config = get_preset(name)
-        if name == "tiny":
-            networks = (
-                random_dit(config, device=device, dtype=dtype, attention_backend=attention_backend),
-                random_vae(config, device=device, dtype=dtype),
-                random_audio_encoder(config, device=device),
-            )
-            return cls(config, *networks, device=device, dtype=dtype)
-        missing = [arg for arg, path in (("dit", dit), ("vae", vae), ("audio_encoder", audio_encoder)) if path is None]
+        missing = [arg for arg, path in (("dit", dit), ("vae", vae)) if path is None and not has_builtin(name)]
+        if audio_encoder is None and config.audio.encoder == "wav2vec2" and not has_builtin(name):
+            missing.append("audio_encoder")
         if missing:
             raise RAPInputError(
                 f"Preset '{name}' needs weight files: pass {', '.join(missing)} (paths to the DiT and VAE "
                 "safetensors and the wav2vec2 folder; see README, 'models/rap/')."
             )
-        return cls(
-            config,
-            load_dit(dit, config, device=device, dtype=dtype, attention_backend=attention_backend),
-            load_vae(vae, config, device=device, dtype=dtype),
-            load_wav2vec2(audio_encoder, device=device),
-            device=device,
-            dtype=dtype,
+        networks = (
+            builtin_dit(config, device=device, dtype=dtype, attention_backend=attention_backend) if dit is None
+            else load_dit(dit, config, device=device, dtype=dtype, attention_backend=attention_backend),
+            builtin_vae(config, device=device, dtype=dtype) if vae is None
+            else load_vae(vae, config, device=device, dtype=dtype),
+            builtin_audio_encoder(config, audio_encoder, device=device),
         )
+        return cls(config, *networks, device=device, dtype=dtype)
 
     def sampling(self, **options) -> SamplingConfig:
         """The preset's sampling settings with `options` (SamplingConfig fields) applied."""

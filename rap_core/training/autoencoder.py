@@ -2,7 +2,12 @@
 
 Clips are rendered on the fly: a random identity whose mouth, eyelids and head move along
 random smooth tracks (no speech needed to learn to reconstruct faces). Loss: L1 + MSE between the
-clip and the decode of a posterior sample, plus `kl_weight` times the KL divergence to N(0, I).
+clip and the decode of a posterior sample, with the pixels of the mouth box weighted
+1 + `mouth_weight` (the mouth is a few percent of the frame but all of the lip sync), plus
+`kl_weight` times the KL divergence to N(0, I). The learning rate warms up linearly over
+`warmup` steps, then falls along a cosine to a tenth; gradients are clipped to norm `grad_clip`.
+Every `checkpoint_every` steps the model and optimizer go to `vae_state.pt`, and a run with the
+same `out` resumes from there (so a long run can span several sittings).
 Afterwards every latent channel's mean and spread over fresh clips are measured and stored in
 `latents_mean` / `latents_std`, so `VideoVAE.encode` gives the DiT unit-scale latents.
 """
@@ -10,6 +15,7 @@ Afterwards every latent channel's mean and spread over fresh clips are measured 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from dataclasses import asdict, dataclass
@@ -23,7 +29,7 @@ from tqdm import tqdm
 
 from ..config import RAPConfig
 from ..models.vae import VideoVAE, build_vae
-from ..synthetic import render, sample_identity
+from ..synthetic import layout, render, sample_identity
 from ..synthetic.clip import blink_track, sway_track
 
 
@@ -32,10 +38,14 @@ class VAETrainConfig:
     steps: int = 3000
     batch_size: int = 4
     clip_frames: int = 17  # 1 + 8k
-    lr: float = 1e-3
+    lr: float = 3e-4
+    warmup: int = 100
+    grad_clip: float = 1.0
     kl_weight: float = 1e-4
+    mouth_weight: float = 4.0
     calibration_clips: int = 16
     log_every: int = 50
+    checkpoint_every: int = 250
     seed: int = 0
 
 
@@ -58,12 +68,31 @@ def _videos(seeds: list[int], frames: int, size: int) -> torch.Tensor:
     return rearrange(clips * 2 - 1, "b t h w c -> b c t h w")  # [B, 3, T, H, W] in [-1, 1]
 
 
-def _losses(vae: VideoVAE, video: torch.Tensor, kl_weight: float, generator: torch.Generator) -> dict:
+def _lr_factor(step: int, cfg: VAETrainConfig) -> float:
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+
+
+def _pixel_weights(seeds: list[int], size: int, mouth_weight: float) -> torch.Tensor:
+    """[B, 1, 1, H, W]: 1 + mouth_weight inside each identity's mouth box, 1 elsewhere."""
+    weights = torch.ones(len(seeds), 1, 1, size, size)
+    for index, seed in enumerate(seeds):
+        y0, y1, x0, x1 = layout(sample_identity(seed), size).mouth_box
+        weights[index, :, :, y0:y1, x0:x1] += mouth_weight
+    return weights
+
+
+def _losses(vae: VideoVAE, video: torch.Tensor, weights: torch.Tensor, kl_weight: float,
+            generator: torch.Generator) -> dict:
+    """video [B, 3, T, H, W], weights [B, 1, 1, H, W] -> the loss and its parts."""
     moments = vae.encoder(video)  # [B, C + 1, F, h, w]
     mean, logvar = moments[:, :-1], moments[:, -1:].clamp(-30.0, 20.0)
     z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator)
-    recon = vae.decoder(z)  # [B, 3, T, H, W]
-    l1, mse = (recon - video).abs().mean(), ((recon - video) ** 2).mean()
+    error = vae.decoder(z) - video  # [B, 3, T, H, W]
+    norm = weights.mean() * error[:, :1].numel()  # weighted mean: sum(w * e) / sum(w) per channel
+    l1, mse = (weights * error.abs()).sum() / (3 * norm), (weights * error**2).sum() / (3 * norm)
     kl = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).mean()
     return {"total": l1 + mse + kl_weight * kl, "l1": l1, "mse": mse, "kl": kl}
 
@@ -78,26 +107,43 @@ def calibrate(vae: VideoVAE, seeds: list[int], frames: int, size: int) -> None:
 
 
 def train_vae(config: RAPConfig, out: str | os.PathLike, cfg: VAETrainConfig, progress: bool = True) -> dict:
-    """Train `config`'s VAE from scratch; writes out/vae.safetensors and out/vae_log.jsonl."""
+    """Train `config`'s VAE from scratch, or resume from out/vae_state.pt; writes out/vae.safetensors
+    and out/vae_log.jsonl. Step s draws the same clips and noise whether or not the run was resumed."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     vae = build_vae(config).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    start, state_path = 0, out / "vae_state.pt"
+    if state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        vae.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step + start, cfg))
     size, last = config.height, {}
-    for step in tqdm(range(cfg.steps), unit="step", desc="train-vae", disable=not progress):
+    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, unit="step", desc="train-vae",
+                     disable=not progress):
         seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
-        parts = _losses(vae, _videos(seeds, cfg.clip_frames, size), cfg.kl_weight, generator)
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        weights = _pixel_weights(seeds, size, cfg.mouth_weight)
+        parts = _losses(vae, _videos(seeds, cfg.clip_frames, size), weights, cfg.kl_weight, generator)
         optimizer.zero_grad(set_to_none=True)
         parts["total"].backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
         optimizer.step()
-        if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            last = {"step": step + 1, **{name: value.item() for name, value in parts.items()}}
+        schedule.step()
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            last = {"step": done, **{name: value.item() for name, value in parts.items()}}
             with open(out / "vae_log.jsonl", "a") as log:
                 log.write(json.dumps(last) + "\n")
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            torch.save({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": done},
+                       out / "vae_state.pt.tmp")
+            os.replace(out / "vae_state.pt.tmp", state_path)
     vae.eval()
     calibrate(vae, [-1 - i for i in range(cfg.calibration_clips)], cfg.clip_frames, size)  # seeds never trained on
-    metadata = {"preset": config.name, "train_config": json.dumps(asdict(cfg))}
+    metadata = {"preset": config.name, "step": str(cfg.steps), "train_config": json.dumps(asdict(cfg))}
     save_file({name: t.contiguous() for name, t in vae.state_dict().items()}, out / "vae.safetensors", metadata)
     return last

@@ -14,7 +14,7 @@ from harness import PACK_NAME, REPO_ROOT, comfy_dir
 
 from rap_core.pipeline import RAPPipeline
 
-TINY = "built-in: tiny random weights"
+BUILTIN = "built-in"
 FLASHHEAD_DIT = "SoulX-FlashHead-1_3B/Model_Lite/diffusion_pytorch_model.safetensors"
 TINY_SAMPLING = dict(steps=2, shift=5.0, sampler="euler", continuity="inherit", chunk_latents=3, color_correction=0.0)
 
@@ -48,9 +48,9 @@ def run(nodes, node_id: str, **inputs):
 def talk(comfy):
     """The tiny networks, 2.3 s of 44.1 kHz stereo speech-like noise and a 80x64 portrait, encoded."""
     _, nodes = comfy
-    model, = run(nodes, "RAPModelLoader", ckpt_name=TINY, preset="tiny", weight_dtype="auto", attention="sdpa", download=False)
-    vae, = run(nodes, "RAPVAELoader", vae_name=TINY, preset="tiny", weight_dtype="auto", download=False)
-    encoder, = run(nodes, "RAPAudioEncoderLoader", encoder=TINY, preset="tiny", download=False)
+    model, = run(nodes, "RAPModelLoader", ckpt_name=BUILTIN, preset="tiny", weight_dtype="auto", attention="sdpa", download=False)
+    vae, = run(nodes, "RAPVAELoader", vae_name=BUILTIN, preset="tiny", weight_dtype="auto", download=False)
+    encoder, = run(nodes, "RAPAudioEncoderLoader", encoder=BUILTIN, preset="tiny", download=False)
     g = torch.Generator().manual_seed(0)
     audio = {"waveform": 0.1 * torch.randn(1, 2, int(44100 * 2.3), generator=g), "sample_rate": 44100}
     image = torch.rand(1, 80, 64, 3, generator=g)
@@ -132,8 +132,10 @@ def test_file_choices_are_validated_with_where_to_put_the_file(comfy):
     assert "diffusion_pytorch_model.safetensors" in message and "models/rap/SoulX-FlashHead-1_3B/Model_Lite" in message
     assert "Soul-AILab/SoulX-FlashHead-1_3B" in message
     assert loader.validate_inputs(ckpt_name=FLASHHEAD_DIT, preset="flashhead-lite", download=True) is True
-    assert "only for preset 'tiny'" in loader.validate_inputs(ckpt_name=TINY, preset="flashhead-lite", download=False)
-    assert loader.validate_inputs(ckpt_name=TINY, preset="tiny", download=False) is True
+    assert "only for presets tiny and demo" in loader.validate_inputs(ckpt_name=BUILTIN, preset="flashhead-lite",
+                                                                       download=False)
+    assert loader.validate_inputs(ckpt_name=BUILTIN, preset="tiny", download=False) is True
+    assert loader.validate_inputs(ckpt_name=BUILTIN, preset="demo", download=False) is True
     message = nodes["RAPAudioEncoderLoader"].validate_inputs(encoder="wav2vec2-base-960h", preset="flashhead-lite", download=False)
     assert "'config.json'" in message and "models/rap/wav2vec2-base-960h" in message and "facebook/wav2vec2-base-960h" in message
 
