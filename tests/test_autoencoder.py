@@ -1,5 +1,6 @@
 """Training a VAE from scratch on the synthetic world: it learns, calibrates and loads strictly."""
 
+import json
 import subprocess
 import sys
 
@@ -50,9 +51,11 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
 def test_train_vae_command_writes_loadable_weights(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "rap_core", "train-vae", "--preset", "tiny", "--out", str(tmp_path), "--steps", "2",
-         "--batch-size", "1", "--calibration-clips", "2", "--log-every", "1"],
+         "--batch-size", "1", "--image-batch", "2", "--calibration-clips", "2", "--log-every", "1"],
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0 and "step 2: L1" in done.stdout, done.stderr[-2000:]
-    assert len((tmp_path / "vae_log.jsonl").read_text().splitlines()) == 2
+    log = [json.loads(line) for line in (tmp_path / "vae_log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2]
+    assert all(entry["l1"] > 0 and entry["image_l1"] > 0 for entry in log)  # clips and single frames both trained
     load_vae(tmp_path / "vae.safetensors", TINY)

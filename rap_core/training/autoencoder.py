@@ -1,8 +1,9 @@
 """Training a VAE of the LTX-Video layout from scratch on the synthetic world (the demo preset's).
 
 Clips are rendered on the fly: a random identity whose mouth, eyelids and head move along
-random smooth tracks (no speech needed to learn to reconstruct faces). Loss: L1 + MSE between the
-clip and the decode of a posterior sample, with the pixels of the mouth box weighted
+random smooth tracks (no speech needed to learn to reconstruct faces); each step can add
+`image_batch` single frames, which cost 1/17 of a 17-frame clip and show the VAE many more faces.
+Loss: L1 + MSE between the clip and the decode of a posterior sample, with the pixels of the mouth box weighted
 1 + `mouth_weight` (the mouth is a few percent of the frame but all of the lip sync), plus
 `kl_weight` times the KL divergence to N(0, I). The learning rate warms up linearly over
 `warmup` steps, then falls along a cosine to a tenth; gradients are clipped to norm `grad_clip`.
@@ -38,6 +39,7 @@ class VAETrainConfig:
     steps: int = 3000
     batch_size: int = 4
     clip_frames: int = 17  # 1 + 8k
+    image_batch: int = 0  # single frames added to every step (the causal VAE codes a first frame alone)
     lr: float = 3e-4
     warmup: int = 100
     grad_clip: float = 1.0
@@ -124,18 +126,23 @@ def train_vae(config: RAPConfig, out: str | os.PathLike, cfg: VAETrainConfig, pr
     size, last = config.height, {}
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, unit="step", desc="train-vae",
                      disable=not progress):
-        seeds = [cfg.seed * 1_000_003 + step * cfg.batch_size + i for i in range(cfg.batch_size)]
+        per_step = cfg.batch_size + cfg.image_batch
+        seeds = [cfg.seed * 1_000_003 + step * per_step + i for i in range(per_step)]
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        weights = _pixel_weights(seeds, size, cfg.mouth_weight)
-        parts = _losses(vae, _videos(seeds, cfg.clip_frames, size), weights, cfg.kl_weight, generator)
         optimizer.zero_grad(set_to_none=True)
-        parts["total"].backward()
+        batches = [("", seeds[: cfg.batch_size], cfg.clip_frames), ("image_", seeds[cfg.batch_size :], 1)]
+        logged = {}
+        for prefix, part, frames in (batch for batch in batches if batch[1]):
+            weights = _pixel_weights(part, size, cfg.mouth_weight)
+            parts = _losses(vae, _videos(part, frames, size), weights, cfg.kl_weight, generator)
+            (len(part) / per_step * parts["total"]).backward()
+            logged |= {prefix + name: value.item() for name, value in parts.items()}
         torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
         optimizer.step()
         schedule.step()
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            last = {"step": done, **{name: value.item() for name, value in parts.items()}}
+            last = {"step": done, **logged}
             with open(out / "vae_log.jsonl", "a") as log:
                 log.write(json.dumps(last) + "\n")
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
