@@ -88,7 +88,7 @@ demo: comfy
 # (on 2 CPU cores the whole run takes several hours).
 DEMO_RUN := $(CACHE)/demo
 demo-model: venv debian
-	$(PY) -m rap_core train-vae --preset demo --out $(DEMO_RUN)/vae --steps 12000 --lr 3e-4 --log-every 100
+	$(PY) -m rap_core train-vae --preset demo --out $(DEMO_RUN)/vae --steps 12000 --lr 3e-4 --batch-size 2 --image-batch 16 --log-every 50
 	$(PY) -m rap_core make-data --preset demo --vae $(DEMO_RUN)/vae/vae.safetensors --clips 480 --out $(DEMO_RUN)/data
 	$(PY) -m rap_core train --preset demo --data $(DEMO_RUN)/data --out $(DEMO_RUN)/dit \
 	  --steps 6000 --batch-size 8 --lr 4e-4 --shift 3.0 --log-every 50 --checkpoint-every 500

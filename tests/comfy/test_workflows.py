@@ -144,6 +144,9 @@ def test_execution_error_names_the_problem(comfy_server: ComfyServer):
 def test_interrupt_stops_sampling_within_one_step_and_the_next_prompt_runs(comfy_server: ComfyServer):
     slow = api("rap_demo")
     slow["8"]["inputs"].update(steps=100, chunk_latents=16, cfg=3.0, seed=7)  # one 121-frame chunk, guided: slower steps
+    again = api("rap_demo")
+    again["8"]["inputs"]["seed"] = 8  # not in ComfyUI's cache: the whole graph runs again
+    before = set(comfy_server.output_dir.rglob("*.mp4"))
     with comfy_server.client() as client:
         prompt_id = client.queue(slow)
         seen = client.wait_progress(prompt_id, "8", at_least=3)  # sampling is under way
@@ -152,8 +155,12 @@ def test_interrupt_stops_sampling_within_one_step_and_the_next_prompt_runs(comfy
         assert run.status == "interrupted"
         sampled = max(value for value, _, node in run.progress if node == "8")
         assert sampled <= seen + 2  # the step under way when the interrupt came, at most one more
-        after = client.run(api("rap_demo"), timeout=600)
-    assert after.status == "success"
+        assert animated_outputs(client.history(prompt_id)) == []
+        assert set(comfy_server.output_dir.rglob("*.mp4")) == before  # nothing half-written
+        after = client.run(again, timeout=600)
+        after.raise_for_status()
+        (video,) = animated_outputs(client.history(after.prompt_id))
+        check_video(media_stats(client.download(video)))  # the next prompt's video is whole
 
 
 def test_frontend_loads_each_ui_workflow_and_gives_the_api_workflow(comfy_server: ComfyServer):
