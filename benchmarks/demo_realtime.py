@@ -6,7 +6,7 @@ The speech is held-out synthetic speech and the portrait an unseen synthetic fac
 report gives each run's time, its real-time factor (wall seconds / audio seconds) and the
 median factor; at most 1.0 is real time.
 
-    .venv/bin/python benchmarks/demo_realtime.py [--seconds 10] [--threads 2] [--runs 3]
+    .venv/bin/python benchmarks/demo_realtime.py [--seconds 10] [--threads 2] [--runs 3] [--dit F --vae F]
 """
 
 from __future__ import annotations
@@ -29,9 +29,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dit", help="DiT weights instead of the built-in ones")
+    parser.add_argument("--vae", help="VAE weights instead of the built-in ones")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    pipe = RAPPipeline.from_preset(args.preset)
+    pipe = RAPPipeline.from_preset(args.preset, dit=args.dit, vae=args.vae)
     image = portrait(sample_identity(HELDOUT_IDENTITIES), pipe.config.height)
     audio = heldout_speech(0, args.seconds)
     pipe.generate(image, audio[:SAMPLE_RATE], SAMPLE_RATE, seed=0)  # warm-up: 1 s

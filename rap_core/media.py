@@ -19,14 +19,20 @@ from einops import rearrange
 
 from .errors import RAPInputError
 
+_MAX_SAMPLE = 2.0**31  # largest accepted |sample|: int32 PCM full scale
+_MAX_RESAMPLE_RATIO = 1 << 24  # largest reduced down * up: torchaudio's filter bank has about that many taps
+
 
 def audio_to_mono(waveform, sample_rate: int, target_rate: int = 16000) -> torch.Tensor:
     """waveform [S], [C, S] or [B, C, S] (ComfyUI AUDIO; only the first item of a batch is used)
     -> [S'] float32 mono at `target_rate`, S' = ceil(S * target_rate / sample_rate).
 
-    Channels are averaged; resampling is torchaudio's band-limited sinc interpolation.
+    Channels are averaged; resampling is torchaudio's band-limited sinc interpolation. Integer PCM
+    is scaled to -1..1 (int16 by 1/32768, 8-bit offset binary around 128).
     Loudness is left alone: the wav2vec2 encoder normalises every clip itself, so quiet,
-    loud and silent audio are all accepted.
+    loud and silent audio are all accepted. Refused: samples beyond +-2^31 (no PCM format goes
+    there; they overflow the encoders) and rates whose ratio to `target_rate` reduces only to
+    large numbers (44101 Hz: 44101/16000), whose torchaudio filter bank would take gigabytes.
     """
     audio = torch.as_tensor(waveform).detach()
     if audio.ndim not in (1, 2, 3):
@@ -45,15 +51,37 @@ def audio_to_mono(waveform, sample_rate: int, target_rate: int = 16000) -> torch
     for name, rate in (("sample_rate", sample_rate), ("target_rate", target_rate)):
         if not float(rate).is_integer() or rate <= 0:
             raise RAPInputError(f"Audio {name} must be a positive whole number of Hz, got {rate}.")
+    if audio.dtype == torch.uint8:  # 8-bit PCM is offset binary: 128 is silence
+        audio = (audio.to(torch.float32) - 128.0) / 128.0
+    elif not audio.is_floating_point() and audio.dtype != torch.bool:  # signed PCM: full scale -> 1.0
+        audio = audio.to(torch.float32) / 2.0 ** (torch.iinfo(audio.dtype).bits - 1)
     audio = audio.to(torch.float32)
     if not torch.isfinite(audio).all():
         raise RAPInputError(
             "The audio contains NaN or infinite samples; decode or export it again as ordinary PCM audio."
         )
+    low, high = torch.aminmax(audio)
+    peak = max(-low.item(), high.item())
+    if peak > _MAX_SAMPLE:
+        raise RAPInputError(
+            f"The audio's samples reach a magnitude of {peak:.3g}; expected PCM levels (float audio about "
+            f"-1..1, integer PCM at most 2^31). Decode or export it again as ordinary PCM audio."
+        )
     mono = audio.mean(dim=0) if audio.ndim == 2 else audio  # [S]
-    if int(sample_rate) == int(target_rate):
+    rate, target = int(sample_rate), int(target_rate)
+    if rate == target:
         return mono.contiguous()
-    return AF.resample(mono, int(sample_rate), int(target_rate)).contiguous()
+    down, up = rate // math.gcd(rate, target), target // math.gcd(rate, target)
+    if down * up > _MAX_RESAMPLE_RATIO:
+        raise RAPInputError(
+            f"Audio at {rate} Hz cannot be resampled to {target} Hz in bounded memory: the rates only reduce "
+            f"to {down}:{up}. Expected a common rate (8000, 16000, 22050, 44100, 48000 Hz ...); "
+            f"resample the audio to one of them first."
+        )
+    length = -(-mono.numel() * target // rate)  # ceil(S * target / rate), exact
+    # torchaudio sizes its output in float32, which drops the last sample of some long clips: resample
+    # with 1 s of extra silence (its filter sees silence past the end anyway) and cut the exact length.
+    return AF.resample(F.pad(mono, (0, rate)), rate, target)[:length].contiguous()
 
 
 def audio_for_frames(waveform, sample_rate: int, fps: int, first: int, end: int) -> torch.Tensor:

@@ -180,6 +180,16 @@ def test_stereo_48k_becomes_mono_16k_and_keeps_pitch():
     assert abs(middle.abs().max().item() - 0.75) < 0.01  # the channels are averaged
 
 
+def test_integer_pcm_is_scaled_to_full_scale_one():
+    wave = tone(440, 0.5, 16000)  # peak about 1 after scaling below
+    wave = wave / wave.abs().max()
+    as_int16 = (wave * 32767).round().to(torch.int16)
+    as_int32 = (wave.double() * (2**31 - 1)).round().to(torch.int32)  # float32 would round up past int32
+    as_uint8 = (wave * 127 + 128).round().to(torch.uint8)  # offset binary
+    for pcm, step in ((as_int16, 1 / 32768), (as_int32, 1e-6), (as_uint8, 1 / 128)):
+        assert (audio_to_mono(pcm, 16000) - wave).abs().max() <= 2 * step, pcm.dtype  # rounding + 2^(b-1)-1 vs 2^(b-1)
+
+
 def test_audio_batches_rates_and_lengths():
     batch = torch.stack([torch.stack([tone(440, 0.5, 44100)] * 2), torch.stack([tone(1000, 0.5, 44100)] * 2)])
     mono = audio_to_mono(batch, 44100)  # [2, 2, 22050]: the first clip is used

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Mapping
 
 import torch
@@ -30,6 +31,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             f"Weights file '{path}' could not be read ({type(exc).__name__}: {exc}). It is probably "
             "truncated or corrupt: download it again."
         ) from exc
+    except pickle.UnpicklingError as exc:  # torch's message: generic advice, then "WeightsUnpickler error: <cause>"
+        cause = str(exc).partition("WeightsUnpickler error:")[2].strip().split("\n")[0].split(". Please")[0]
+        raise CheckpointError(
+            f"Weights file '{path}' is not a plain pickle of tensors ({cause or exc}). It is corrupt, or it "
+            "pickles a whole model or training state, which is never unpickled (that could run code): "
+            "download it again, or save the model's state_dict() as .safetensors."
+        ) from exc
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(
             f"Weights file '{path}' does not hold a flat mapping of tensor names to tensors; "
@@ -39,7 +47,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def cast_floating(state_dict: StateDict, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
-    """Cast floating-point tensors to `dtype` (None keeps them); integer tensors are left alone."""
-    if dtype is None:
-        return dict(state_dict)
-    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+    """Cast floating-point tensors to `dtype`; integer tensors are left alone. None keeps each
+    tensor's dtype, except fp8, a storage-only format nothing computes in, which becomes float32."""
+    def cast(v: torch.Tensor) -> torch.Tensor:
+        if not v.is_floating_point():
+            return v
+        if dtype is not None:
+            return v.to(dtype)
+        return v.float() if v.element_size() == 1 else v
+
+    return {k: cast(v) for k, v in state_dict.items()}

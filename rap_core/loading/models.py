@@ -36,6 +36,14 @@ def _read(weights: WeightsArg) -> tuple[StateDict, str]:
     return read_state_dict(weights), f"file '{os.fspath(weights)}'"
 
 
+def _convert(convert, state: StateDict, config: RAPConfig, origin: str) -> dict[str, torch.Tensor]:
+    """convert(state, config), with a layout error saying which weights it was about."""
+    try:
+        return convert(state, config)
+    except CheckpointError as error:
+        raise CheckpointError(f"{origin[0].upper()}{origin[1:]}: {error}") from error
+
+
 def load_dit(
     weights: WeightsArg,
     config: RAPConfig,
@@ -47,7 +55,7 @@ def load_dit(
     """DiT of `config` from a FlashHead/Wan, diffusers or own-layout file (or state dict), strictly."""
     state, origin = _read(weights)
     model = build_dit(config, device="meta", dtype=dtype, operations=operations, attention_backend=attention_backend)
-    converted = cast_floating(convert_dit_state_dict(state, config), dtype)
+    converted = cast_floating(_convert(convert_dit_state_dict, state, config, origin), dtype)
     load_state_dict_strict(model, converted, what=f"DiT ({origin}, preset '{config.name}')")
     return model.to(device).eval()
 
@@ -58,7 +66,7 @@ def load_vae(
     """VAE of `config` from a diffusers, original LTX-Video or own-layout file (or state dict), strictly."""
     state, origin = _read(weights)
     model = build_vae(config, device="meta", dtype=dtype, operations=operations)
-    converted = cast_floating(convert_vae_state_dict(state, config), dtype)
+    converted = cast_floating(_convert(convert_vae_state_dict, state, config, origin), dtype)
     load_state_dict_strict(model, converted, what=f"VAE ({origin}, preset '{config.name}')")
     return model.to(device).eval()
 

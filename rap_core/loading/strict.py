@@ -1,4 +1,4 @@
-"""Strict state-dict checks: every key present, none extra, every shape right — or a clear error."""
+"""Strict state-dict checks: every key present, none extra, every shape and dtype kind right — or a clear error."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def _listing(keys: list[str]) -> str:
 
 
 def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """Raise CheckpointError naming missing, unexpected and mis-shaped keys of `state_dict` for `model`."""
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    """Raise CheckpointError naming missing, unexpected, mis-shaped and mistyped keys of `state_dict` for `model`."""
+    model_state = model.state_dict()
+    expected = {name: tuple(t.shape) for name, t in model_state.items()}
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     misshaped = sorted(
@@ -28,6 +29,11 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], w
         for k in set(expected) & set(state_dict)
         if tuple(state_dict[k].shape) != expected[k]
     )
+    mistyped = sorted(
+        f"{k} (file {state_dict[k].dtype}, model {model_state[k].dtype})"
+        for k in set(expected) & set(state_dict)
+        if state_dict[k].is_floating_point() != model_state[k].is_floating_point()
+    )  # e.g. int8-quantized weights: casting them would not dequantize them
     problems = []
     if missing:
         problems.append(f"missing keys: {_listing(missing)}")
@@ -35,6 +41,11 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], w
         problems.append(f"unexpected keys: {_listing(unexpected)}")
     if misshaped:
         problems.append(f"mis-shaped keys: {_listing(misshaped)}")
+    if mistyped:
+        problems.append(
+            f"integer keys where the model has floats or the reverse (quantized files are not supported): "
+            f"{_listing(mistyped)}"
+        )
     if problems:
         raise CheckpointError(
             f"The {what} weights do not fit this model ({'; '.join(problems)}). "
