@@ -3,9 +3,9 @@
 Clips are rendered on the fly: a random identity whose mouth, eyelids and head move along
 random smooth tracks (no speech needed to learn to reconstruct faces); each step can add
 `image_batch` single frames, which cost 1/17 of a 17-frame clip and show the VAE many more faces.
-Loss: L1 + MSE between the clip and the decode of a posterior sample, with the pixels of the mouth box weighted
-1 + `mouth_weight` (the mouth is a few percent of the frame but all of the lip sync), plus
-`kl_weight` times the KL divergence to N(0, I). The learning rate warms up linearly over
+Loss: L1 + MSE between the clip and the decode of a posterior sample, with the pixels of the
+mouth box weighted 1 + `mouth_weight` (the mouth is a few percent of the frame but all of the lip
+sync), plus `kl_weight` times the KL divergence to N(0, I). The learning rate warms up linearly over
 `warmup` steps, then falls along a cosine to a tenth; gradients are clipped to norm `grad_clip`.
 Every `checkpoint_every` steps the model and optimizer go to `vae_state.pt`, and a run with the
 same `out` resumes from there (so a long run can span several sittings).
