@@ -110,8 +110,9 @@ def make_data(args: argparse.Namespace) -> int:
 
 
 def _encoders(args: argparse.Namespace, config):
-    """The VAE and audio encoder given on the command line, else the preset's built-in ones."""
-    vae = builtin_vae(config) if args.vae is None else load_vae(args.vae, config)
+    """The VAE (float32, whatever its file stores) and audio encoder given on the command line, else the
+    preset's built-in ones."""
+    vae = builtin_vae(config) if args.vae is None else load_vae(args.vae, config, dtype=torch.float32)
     return vae, audio_encoder(config, args.audio_encoder)
 
 
