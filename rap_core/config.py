@@ -60,6 +60,14 @@ class VAEConfig:
     eps: float = 1e-6
     encoder_causal: bool = True
     decoder_causal: bool = False
+    # Ours, for training from scratch on a CPU; LTX-Video 0.9.0 is the defaults. Its LayerNorm in the
+    # channel-changing shortcuts and pixel-norm before each conv_out drop every position's magnitude
+    # from the main path: a small VAE trained with them sat at blurred mean colours for thousands of
+    # steps. Without them, and with parameter-free shortcuts around the samplers (2x2x2 mean down,
+    # nearest copy up, as in LTX-Video 0.9.1's residual upsampler and DC-AE), it learns in hundreds.
+    shortcut_norm: bool = True  # LayerNorm (norm3.*) before a channel-changing shortcut's 1x1x1 conv
+    out_norm: bool = True  # pixel-norm before the encoder's and the decoder's conv_out
+    residual_sampling: bool = False  # add the 2x2x2 mean / nearest copy of a sampler's input to its output
 
     @property
     def spatial_stride(self) -> int:
@@ -194,6 +202,9 @@ _PRESETS: dict[str, RAPConfig] = {
             layers_per_block=(1, 1, 1, 1, 1),
             decoder_block_out_channels=(16, 32, 64, 64),
             decoder_layers_per_block=(1, 1, 1, 1, 1),
+            shortcut_norm=False,
+            out_norm=False,
+            residual_sampling=True,
         ),
         audio=AudioConfig(encoder="mel", hidden_size=32, num_hidden_layers=1, intermediate_dim=128, context_tokens=4),
         sampling=SamplingConfig(

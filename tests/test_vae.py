@@ -4,6 +4,8 @@ spatio-temporal stages) at reduced widths so the file runs in seconds on a CPU."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from diffusers import AutoencoderKLLTXVideo
@@ -12,9 +14,10 @@ from rap_core.config import VAEConfig, get_preset
 from rap_core.errors import CheckpointError, RAPInputError
 from rap_core.loading.strict import check_state_dict, load_state_dict_strict
 from rap_core.loading.vae_keys import convert_vae_state_dict
-from rap_core.models.vae import build_vae, temporal_halo
+from rap_core.models.vae import DepthToSpace, Downsample, build_vae, temporal_halo
 
 CHANNELS = (8, 16, 32, 32)
+DEMO_OPTIONS = {"shortcut_norm": False, "out_norm": False, "residual_sampling": True}
 LATENT = 8  # the tiny preset's DiT expects 8 latent channels
 CONFIG = get_preset("tiny").replace(
     vae=VAEConfig(latent_channels=LATENT, block_out_channels=CHANNELS, decoder_block_out_channels=CHANNELS)
@@ -158,10 +161,14 @@ def test_unknown_layout_is_refused():
         convert_vae_state_dict({}, CONFIG)
 
 
-def test_chunked_decode_equals_full_decode():
+@pytest.mark.parametrize("demo_options", [False, True], ids=["ltx-0.9.0", "demo-options"])
+def test_chunked_decode_equals_full_decode(demo_options):
     assert temporal_halo(get_preset("flashhead-lite").vae) == (24, 24)  # LTX-Video 0.9.0
     # One resnet per stage: far context still matters numerically, so a halo one frame short fails.
-    vae = build_vae(get_preset("tiny")).eval()
+    config = get_preset("tiny")
+    if demo_options:
+        config = config.replace(vae=replace(config.vae, **DEMO_OPTIONS))
+    vae = build_vae(config).eval()
     left, right = vae.decode_halo
     assert (left, right) == (9, 9)
     with torch.no_grad():
@@ -180,6 +187,28 @@ def test_chunked_decode_equals_full_decode():
     assert full.shape == chunked.shape == (1, 3, 1 + 8 * (frames - 1), 32, 32)
     assert (chunked - full).abs().max() < 1e-5
     assert max(windows) <= 5 + left + right < frames  # memory bounded by one chunk plus its halo
+
+
+def test_demo_options_add_no_weights_and_shortcut_the_samplers():
+    demo = get_preset("demo").vae
+    assert {name: getattr(demo, name) for name in DEMO_OPTIONS} == DEMO_OPTIONS
+    plain = build_vae(CONFIG)
+    options = build_vae(CONFIG.replace(vae=replace(CONFIG.vae, **DEMO_OPTIONS))).eval()
+    assert set(options.state_dict()) == {k for k in plain.state_dict() if ".norm3." not in k}
+    with torch.no_grad():
+        for p in options.parameters():
+            p.zero_()  # every conv outputs 0: what is left is the parameter-free shortcut
+    video = torch.randn(1, 8, 9, 4, 4, generator=torch.Generator().manual_seed(3))  # [B, C, T, H, W]
+    down = next(b for b in options.encoder.down_blocks if isinstance(b, Downsample))  # 8 channels
+    up = [b for b in options.decoder.up_blocks if isinstance(b, DepthToSpace)][-1]  # 8 channels
+    padded = torch.cat([video[:, :, :1], video], dim=2)  # [1, 8, 10, 4, 4]: first frame once more in front
+    blocks = padded.reshape(1, 8, 5, 2, 2, 2, 2, 2)  # [B, C, t, 2, h, 2, w, 2]
+    with torch.no_grad():
+        assert torch.allclose(down(video), blocks.mean(dim=(3, 5, 7)), atol=1e-6)  # [1, 8, 5, 2, 2]
+        doubled = up(video)  # [1, 8, 17, 8, 8]
+    assert doubled.shape == (1, 8, 17, 8, 8)
+    source = (torch.arange(17) + 1) // 2  # output frame j is frame j + 1 of the doubled clip
+    assert torch.equal(doubled, video[:, :, source].repeat_interleave(2, 3).repeat_interleave(2, 4))
 
 
 def test_bad_shapes_are_refused():

@@ -18,7 +18,7 @@ from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 
 from ..config import RAPConfig, VAEConfig
@@ -119,23 +119,27 @@ class CausalConv3d(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """(pixel-norm, SiLU, conv) twice plus a shortcut; a channel change adds LayerNorm + 1x1x1 conv to it."""
+    """(pixel-norm, SiLU, conv) twice plus a shortcut; a channel change adds a 1x1x1 conv to it, after a
+    LayerNorm when `shortcut_norm`."""
 
-    def __init__(self, cin, cout, eps, causal, operations=nn, **factory):
+    def __init__(self, cin, cout, eps, causal, shortcut_norm=True, operations=nn, **factory):
         super().__init__()
         self.conv1 = CausalConv3d(cin, cout, causal=causal, operations=operations, **factory)
         self.conv2 = CausalConv3d(cout, cout, causal=causal, operations=operations, **factory)
         self.norm3 = self.conv_shortcut = None
         if cin != cout:
-            self.norm3 = operations.LayerNorm(cin, eps=eps, **factory)
+            if shortcut_norm:
+                self.norm3 = operations.LayerNorm(cin, eps=eps, **factory)
             self.conv_shortcut = operations.Conv3d(cin, cout, 1, **factory)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, Cin, T, H, W] -> [B, Cout, T, H, W]."""
         h = self.conv1(F.silu(pixel_norm(x)))
         h = self.conv2(F.silu(pixel_norm(h)))
+        if self.norm3 is not None:
+            x = self.norm3(x.movedim(1, -1)).movedim(-1, 1)  # LayerNorm over channels
         if self.conv_shortcut is not None:
-            x = self.conv_shortcut(self.norm3(x.movedim(1, -1)).movedim(-1, 1))  # LayerNorm over channels
+            x = self.conv_shortcut(x)
         return x + h
 
 
@@ -145,7 +149,7 @@ class ResStack(nn.Module):
     def __init__(self, channels, layers, eps, causal, operations=nn, **factory):
         super().__init__()
         self.res_blocks = nn.ModuleList(
-            ResBlock(channels, channels, eps, causal, operations, **factory) for _ in range(layers)
+            ResBlock(channels, channels, eps, causal, operations=operations, **factory) for _ in range(layers)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,43 +158,63 @@ class ResStack(nn.Module):
         return x
 
 
-class DepthToSpace(nn.Module):
-    """conv to 8x channels, shuffle them into 2x time/height/width, drop the first frame: T -> 2T-1."""
+class Downsample(CausalConv3d):
+    """Stride-2 conv in time, height and width: T -> (T+1)/2 for odd T. With `residual`, plus the mean
+    of each 2x2x2 block of the input (time padded in front with one copy of the first frame)."""
 
-    def __init__(self, channels, causal, operations=nn, **factory):
+    def __init__(self, channels, causal, residual, operations=nn, **factory):
+        super().__init__(channels, channels, stride=2, causal=causal, operations=operations, **factory)
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, T, H, W] -> [B, C, (T+1)/2, H/2, W/2]."""
+        out = super().forward(x)
+        if self.residual:
+            out = out + F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0), mode="replicate"), 2)
+        return out
+
+
+class DepthToSpace(nn.Module):
+    """conv to 8x channels, shuffle them into 2x time/height/width, drop the first frame: T -> 2T-1.
+    With `residual`, plus the input copied to each of its 2x2x2 positions."""
+
+    def __init__(self, channels, causal, residual=False, operations=nn, **factory):
         super().__init__()
         self.conv = CausalConv3d(channels, 8 * channels, causal=causal, operations=operations, **factory)
+        self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, C, T, H, W] -> [B, C, 2T-1, 2H, 2W]."""
-        x = rearrange(
+        out = rearrange(
             self.conv(x), "b (c pt ph pw) t h w -> b c (t pt) (h ph) (w pw)", pt=2, ph=2, pw=2
         )  # [B, C, 2T, 2H, 2W]
-        return x[:, :, 1:]  # latent frame 0 stands for one frame only
+        if self.residual:
+            out = out + repeat(x, "b c t h w -> b c (t pt) (h ph) (w pw)", pt=2, ph=2, pw=2)
+        return out[:, :, 1:]  # latent frame 0 stands for one frame only
 
 
-def _make_block(block: VAEBlock, eps, causal, operations, factory) -> nn.Module:
+def _make_block(block: VAEBlock, config: VAEConfig, causal, operations, factory) -> nn.Module:
     if block.kind == "res":
-        return ResStack(block.out_channels, block.layers, eps, causal, operations, **factory)
+        return ResStack(block.out_channels, block.layers, config.eps, causal, operations, **factory)
     if block.kind == "channels":
-        return ResBlock(block.in_channels, block.out_channels, eps, causal, operations, **factory)
-    if block.kind == "down":
-        return CausalConv3d(
-            block.in_channels, block.out_channels, stride=2, causal=causal, operations=operations, **factory
+        return ResBlock(
+            block.in_channels, block.out_channels, config.eps, causal, config.shortcut_norm, operations, **factory
         )
-    return DepthToSpace(block.out_channels, causal, operations, **factory)
+    if block.kind == "down":
+        return Downsample(block.out_channels, causal, config.residual_sampling, operations, **factory)
+    return DepthToSpace(block.out_channels, causal, config.residual_sampling, operations, **factory)
 
 
 class Encoder(nn.Module):
     def __init__(self, config: VAEConfig, operations=nn, **factory):
         super().__init__()
-        self.patch = config.patch_size
+        self.patch, self.out_norm = config.patch_size, config.out_norm
         causal, channels = config.encoder_causal, config.block_out_channels
         self.conv_in = CausalConv3d(
             config.in_channels * self.patch**2, channels[0], causal=causal, operations=operations, **factory
         )
         self.down_blocks = nn.ModuleList(
-            _make_block(b, config.eps, causal, operations, factory) for b in encoder_plan(config)
+            _make_block(b, config, causal, operations, factory) for b in encoder_plan(config)
         )
         self.conv_out = CausalConv3d(
             channels[-1], config.latent_channels + 1, causal=causal, operations=operations, **factory
@@ -203,19 +227,19 @@ class Encoder(nn.Module):
         x = self.conv_in(x)
         for block in self.down_blocks:
             x = block(x)
-        return self.conv_out(F.silu(pixel_norm(x)))
+        return self.conv_out(F.silu(pixel_norm(x) if self.out_norm else x))
 
 
 class Decoder(nn.Module):
     def __init__(self, config: VAEConfig, operations=nn, **factory):
         super().__init__()
-        self.patch = config.patch_size
+        self.patch, self.out_norm = config.patch_size, config.out_norm
         causal, channels = config.decoder_causal, config.decoder_block_out_channels
         self.conv_in = CausalConv3d(
             config.latent_channels, channels[-1], causal=causal, operations=operations, **factory
         )
         self.up_blocks = nn.ModuleList(
-            _make_block(b, config.eps, causal, operations, factory) for b in decoder_plan(config)
+            _make_block(b, config, causal, operations, factory) for b in decoder_plan(config)
         )
         self.conv_out = CausalConv3d(
             channels[0], config.out_channels * self.patch**2, causal=causal, operations=operations, **factory
@@ -226,7 +250,7 @@ class Decoder(nn.Module):
         x = self.conv_in(z)
         for block in self.up_blocks:
             x = block(x)
-        x = self.conv_out(F.silu(pixel_norm(x)))
+        x = self.conv_out(F.silu(pixel_norm(x) if self.out_norm else x))
         return rearrange(x, "b (c pw ph) t h w -> b c t (h ph) (w pw)", ph=self.patch, pw=self.patch)  # [B, 3, T, H, W]
 
 
