@@ -208,20 +208,25 @@ class AudioAttention(_Attention):
         k = self.norm_k(self.k(audio))  # [B, F, M, D]
         v = self.v(audio)  # [B, F, M, D]
         # q, k, v are shared by both branches; the blend happens before `o`, which is exact because
-        # `o` is affine and the weights alpha and 1 - alpha sum to 1.
-        mixed = 0.0
+        # `o` is affine and the weights alpha and 1 - alpha sum to 1. alpha 1 or 0 runs one branch
+        # and blends nothing; between, one lerp: full + alpha * (window - full).
+        window = full = None
         if alpha > 0.0:
             window = self.attention(
                 rearrange(q, "b (f s) (h d) -> (b f) h s d", f=frames, h=heads),  # [B*F, H, S, d]
                 rearrange(k, "b f m (h d) -> (b f) h m d", h=heads),  # [B*F, H, M, d]
                 rearrange(v, "b f m (h d) -> (b f) h m d", h=heads),  # [B*F, H, M, d]
             )
-            mixed = alpha * rearrange(window, "(b f) h s d -> b (f s) (h d)", f=frames)  # [B, F*S, D]
+            window = rearrange(window, "(b f) h s d -> b (f s) (h d)", f=frames)  # [B, F*S, D]
         if alpha < 1.0:
             full = self.attention(
                 rearrange(q, "b n (h d) -> b h n d", h=heads),  # [B, H, F*S, d]
                 rearrange(k, "b f m (h d) -> b h (f m) d", h=heads),  # [B, H, F*M, d]
                 rearrange(v, "b f m (h d) -> b h (f m) d", h=heads),  # [B, H, F*M, d]
             )
-            mixed = mixed + (1.0 - alpha) * rearrange(full, "b h n d -> b n (h d)")  # [B, F*S, D]
-        return self.o(mixed)
+            full = rearrange(full, "b h n d -> b n (h d)")  # [B, F*S, D]
+        if full is None:
+            return self.o(window)
+        if window is None:
+            return self.o(full)
+        return self.o(torch.lerp(full, window, alpha))

@@ -137,7 +137,9 @@ class RAPTransformer(nn.Module):
                 f"Audio tokens {tuple(audio_tokens.shape)} do not match the latent: expected [B={x.shape[0]}, "
                 f"F={f}, M, D]. Encode the audio windows of this chunk with encode_audio()."
             )
-        tokens = rearrange(tokens, "b d f h w -> b (f h w) d")  # [B, S, D]
+        # Contiguous: the transposed view's strides would carry through every residual add of every
+        # block (elementwise ops keep their input's layout) and slow them all.
+        tokens = rearrange(tokens, "b d f h w -> b (f h w) d").contiguous()  # [B, S, D]
         # FlashHead casts the timestep to the model dtype before the sinusoid (bf16: 937.5 -> 936).
         timestep = timestep.reshape(-1).expand(x.shape[0]).to(tokens.device, tokens.dtype)  # [B]
         sinusoid = timestep_sinusoid(timestep, cfg.freq_dim).to(tokens.dtype)  # [B, freq_dim]
