@@ -68,6 +68,12 @@ class VAEConfig:
     shortcut_norm: bool = True  # LayerNorm (norm3.*) before a channel-changing shortcut's 1x1x1 conv
     out_norm: bool = True  # pixel-norm before the encoder's and the decoder's conv_out
     residual_sampling: bool = False  # add the 2x2x2 mean / nearest copy of a sampler's input to its output
+    # Per stage (of both sides): whether its sampler halves/doubles time too; None: all (0.9.0). A
+    # stage that does not is spatial-only, as LTX-Video 0.9.5's "spatial" samplers.
+    temporal_scaling: tuple[bool, ...] | None = None
+
+    def scales_time(self, stage: int) -> bool:
+        return self.temporal_scaling is None or self.temporal_scaling[stage]
 
     @property
     def spatial_stride(self) -> int:
@@ -75,7 +81,8 @@ class VAEConfig:
 
     @property
     def temporal_stride(self) -> int:
-        return self.patch_size_t * 2 ** sum(self.spatio_temporal_scaling)
+        halvings = sum(scaled and self.scales_time(i) for i, scaled in enumerate(self.spatio_temporal_scaling))
+        return self.patch_size_t * 2**halvings
 
 
 @dataclass(frozen=True)
@@ -205,10 +212,11 @@ _PRESETS: dict[str, RAPConfig] = {
             shortcut_norm=False,
             out_norm=False,
             residual_sampling=True,
+            temporal_scaling=(False, False, True, False),  # 32x32x2: see the README's demo model section
         ),
         audio=AudioConfig(encoder="mel", hidden_size=32, num_hidden_layers=1, intermediate_dim=128, context_tokens=4),
         sampling=SamplingConfig(
-            steps=4, shift=3.0, sampler="euler", continuity="inherit", inherit_latents=1, chunk_latents=5,
+            steps=4, shift=3.0, sampler="euler", continuity="inherit", inherit_latents=1, chunk_latents=9,
             color_correction=0.0,
         ),
         height=128,

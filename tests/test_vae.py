@@ -17,7 +17,9 @@ from rap_core.loading.vae_keys import convert_vae_state_dict
 from rap_core.models.vae import DepthToSpace, Downsample, build_vae, temporal_halo
 
 CHANNELS = (8, 16, 32, 32)
-DEMO_OPTIONS = {"shortcut_norm": False, "out_norm": False, "residual_sampling": True}
+DEMO_OPTIONS = {
+    "shortcut_norm": False, "out_norm": False, "residual_sampling": True, "temporal_scaling": (False, False, True, False),
+}
 LATENT = 8  # the tiny preset's DiT expects 8 latent channels
 CONFIG = get_preset("tiny").replace(
     vae=VAEConfig(latent_channels=LATENT, block_out_channels=CHANNELS, decoder_block_out_channels=CHANNELS)
@@ -170,7 +172,7 @@ def test_chunked_decode_equals_full_decode(demo_options):
         config = config.replace(vae=replace(config.vae, **DEMO_OPTIONS))
     vae = build_vae(config).eval()
     left, right = vae.decode_halo
-    assert (left, right) == (9, 9)
+    assert (left, right) == ((11, 11) if demo_options else (9, 9))  # spatial-only stages: more convs per level
     with torch.no_grad():
         for p in vae.parameters():
             p.normal_(0.0, p[0].numel() ** -0.5 if p.ndim > 1 else 0.2)
@@ -184,30 +186,39 @@ def test_chunked_decode_equals_full_decode(demo_options):
         windows.clear()
         chunked = vae.decode(latents, chunk_latents=5)
     hook.remove()
-    assert full.shape == chunked.shape == (1, 3, 1 + 8 * (frames - 1), 32, 32)
+    assert full.shape == chunked.shape == (1, 3, 1 + vae.temporal_stride * (frames - 1), 32, 32)
     assert (chunked - full).abs().max() < 1e-5
     assert max(windows) <= 5 + left + right < frames  # memory bounded by one chunk plus its halo
 
 
-def test_demo_options_add_no_weights_and_shortcut_the_samplers():
+def test_demo_options_add_no_weights():
     demo = get_preset("demo").vae
     assert {name: getattr(demo, name) for name in DEMO_OPTIONS} == DEMO_OPTIONS
-    plain = build_vae(CONFIG)
-    options = build_vae(CONFIG.replace(vae=replace(CONFIG.vae, **DEMO_OPTIONS))).eval()
-    assert set(options.state_dict()) == {k for k in plain.state_dict() if ".norm3." not in k}
+    assert (demo.spatial_stride, demo.temporal_stride) == (32, 2)
+    plain = build_vae(CONFIG).state_dict()
+    options = build_vae(CONFIG.replace(vae=replace(CONFIG.vae, **DEMO_OPTIONS))).state_dict()
+    assert set(options) == {k for k in plain if ".norm3." not in k}
+    spatial_only = [k for k in options if options[k].shape != plain[k].shape]  # 2x2 upsamplers: 4C, not 8C
+    assert spatial_only and all(k.endswith("conv.conv.weight") or k.endswith("conv.conv.bias") for k in spatial_only)
+
+
+@pytest.mark.parametrize("temporal", [True, False], ids=["2x2x2", "1x2x2"])
+def test_residual_samplers_shortcut_their_input(temporal):
+    down = Downsample(8, causal=True, residual=True, temporal=temporal).eval()
+    up = DepthToSpace(8, causal=False, residual=True, temporal=temporal).eval()
     with torch.no_grad():
-        for p in options.parameters():
+        for p in [*down.parameters(), *up.parameters()]:
             p.zero_()  # every conv outputs 0: what is left is the parameter-free shortcut
     video = torch.randn(1, 8, 9, 4, 4, generator=torch.Generator().manual_seed(3))  # [B, C, T, H, W]
-    down = next(b for b in options.encoder.down_blocks if isinstance(b, Downsample))  # 8 channels
-    up = [b for b in options.decoder.up_blocks if isinstance(b, DepthToSpace)][-1]  # 8 channels
-    padded = torch.cat([video[:, :, :1], video], dim=2)  # [1, 8, 10, 4, 4]: first frame once more in front
-    blocks = padded.reshape(1, 8, 5, 2, 2, 2, 2, 2)  # [B, C, t, 2, h, 2, w, 2]
+    pt = 2 if temporal else 1
+    padded = torch.cat([video[:, :, :1]] * (pt - 1) + [video], dim=2)  # first frame once more in front if 2x
+    blocks = padded.reshape(1, 8, (9 + pt - 1) // pt, pt, 2, 2, 2, 2)  # [B, C, t, pt, h, 2, w, 2]
     with torch.no_grad():
-        assert torch.allclose(down(video), blocks.mean(dim=(3, 5, 7)), atol=1e-6)  # [1, 8, 5, 2, 2]
-        doubled = up(video)  # [1, 8, 17, 8, 8]
-    assert doubled.shape == (1, 8, 17, 8, 8)
-    source = (torch.arange(17) + 1) // 2  # output frame j is frame j + 1 of the doubled clip
+        assert torch.allclose(down(video), blocks.mean(dim=(3, 5, 7)), atol=1e-6)  # [1, 8, 5 or 9, 2, 2]
+        doubled = up(video)  # [1, 8, 17 or 9, 8, 8]
+    frames = 1 + pt * 8
+    assert doubled.shape == (1, 8, frames, 8, 8)
+    source = (torch.arange(frames) + pt - 1) // pt  # output frame j is frame j + 1 of the doubled clip
     assert torch.equal(doubled, video[:, :, source].repeat_interleave(2, 3).repeat_interleave(2, 4))
 
 

@@ -6,6 +6,8 @@ stack, then `latent_channels` means plus ONE log-variance channel shared by all 
 Decoder: the mirror image with depth-to-space upsampling and non-causal convs (time padded with
 copies of the first and last frame); no timestep conditioning and no noise injection (0.9.0).
 Latent frame 0 covers video frame 0; every later latent frame f covers frames 8f-7 .. 8f.
+Options beyond 0.9.0 (VAEConfig; the demo preset's): plain channel shortcuts, no norm before
+conv_out, parameter-free residual samplers, and spatial-only stages (time stride 2 or 4, not 8).
 
 Our key layout is the original LTX-Video one (`encoder.down_blocks.N`, `decoder.up_blocks.N`,
 one flat list of blocks per side) with plain `norm3.*` and the statistics as `latents_mean` /
@@ -34,6 +36,7 @@ class VAEBlock(NamedTuple):
     in_channels: int
     out_channels: int
     layers: int = 0
+    temporal: bool = True  # a sampler that halves/doubles time as well as height and width
 
 
 def encoder_plan(config: VAEConfig) -> list[VAEBlock]:
@@ -42,7 +45,7 @@ def encoder_plan(config: VAEConfig) -> list[VAEBlock]:
     for i, c in enumerate(channels):
         blocks.append(VAEBlock("res", i, c, c, config.layers_per_block[i]))
         if config.spatio_temporal_scaling[i]:
-            blocks.append(VAEBlock("down", i, c, c))
+            blocks.append(VAEBlock("down", i, c, c, temporal=config.scales_time(i)))
         out = channels[i + 1] if i + 1 < len(channels) else c
         if out != c:
             blocks.append(VAEBlock("channels", i, c, out))
@@ -55,12 +58,13 @@ def decoder_plan(config: VAEConfig) -> list[VAEBlock]:
     channels = config.decoder_block_out_channels[::-1]
     layers = config.decoder_layers_per_block[::-1]
     scaling = config.decoder_spatio_temporal_scaling[::-1]
+    stages = len(channels)
     blocks, c = [VAEBlock("res", None, channels[0], channels[0], layers[0])], channels[0]
     for i, out in enumerate(channels):
         if out != c:
             blocks.append(VAEBlock("channels", i, c, out))
         if scaling[i]:
-            blocks.append(VAEBlock("up", i, out, out))
+            blocks.append(VAEBlock("up", i, out, out, temporal=config.scales_time(stages - 1 - i)))
         blocks.append(VAEBlock("res", i, out, out, layers[i + 1]))
         c = out
     return blocks
@@ -83,7 +87,8 @@ def temporal_halo(config: VAEConfig) -> tuple[int, int]:
             counts[-1] += 2
         elif block.kind == "up":
             counts[-1] += 1
-            counts.append(0)
+            if block.temporal:
+                counts.append(0)
     counts[-1] += 1  # conv_out
     reach = (2, 0) if config.decoder_causal else (1, 1)
     halo = []
@@ -159,38 +164,43 @@ class ResStack(nn.Module):
 
 
 class Downsample(CausalConv3d):
-    """Stride-2 conv in time, height and width: T -> (T+1)/2 for odd T. With `residual`, plus the mean
-    of each 2x2x2 block of the input (time padded in front with one copy of the first frame)."""
+    """Stride-2 conv in time, height and width: T -> (T+1)/2 for odd T (only height and width when not
+    `temporal`). With `residual`, plus the mean of each 2x2x2 (1x2x2) block of the input, time padded in
+    front with one copy of the first frame."""
 
-    def __init__(self, channels, causal, residual, operations=nn, **factory):
-        super().__init__(channels, channels, stride=2, causal=causal, operations=operations, **factory)
-        self.residual = residual
+    def __init__(self, channels, causal, residual, temporal=True, operations=nn, **factory):
+        stride = (2 if temporal else 1, 2, 2)
+        super().__init__(channels, channels, stride=stride, causal=causal, operations=operations, **factory)
+        self.residual, self.stride = residual, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, C, T, H, W] -> [B, C, (T+1)/2, H/2, W/2]."""
+        """x [B, C, T, H, W] -> [B, C, (T+1)/2 or T, H/2, W/2]."""
         out = super().forward(x)
         if self.residual:
-            out = out + F.avg_pool3d(F.pad(x, (0, 0, 0, 0, 1, 0), mode="replicate"), 2)
+            padded = F.pad(x, (0, 0, 0, 0, self.stride[0] - 1, 0), mode="replicate")  # [B, C, T+1 or T, H, W]
+            out = out + F.avg_pool3d(padded, self.stride)
         return out
 
 
 class DepthToSpace(nn.Module):
-    """conv to 8x channels, shuffle them into 2x time/height/width, drop the first frame: T -> 2T-1.
-    With `residual`, plus the input copied to each of its 2x2x2 positions."""
+    """conv to 8x channels, shuffle them into 2x time/height/width, drop the first frame: T -> 2T-1
+    (when not `temporal`: 4x channels into 2x height/width, T frames). With `residual`, plus the input
+    copied to each of its 2x2x2 (1x2x2) positions."""
 
-    def __init__(self, channels, causal, residual=False, operations=nn, **factory):
+    def __init__(self, channels, causal, residual=False, temporal=True, operations=nn, **factory):
         super().__init__()
-        self.conv = CausalConv3d(channels, 8 * channels, causal=causal, operations=operations, **factory)
+        self.pt = 2 if temporal else 1
+        self.conv = CausalConv3d(channels, 4 * self.pt * channels, causal=causal, operations=operations, **factory)
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, C, T, H, W] -> [B, C, 2T-1, 2H, 2W]."""
+        """x [B, C, T, H, W] -> [B, C, 2T-1 or T, 2H, 2W]."""
         out = rearrange(
-            self.conv(x), "b (c pt ph pw) t h w -> b c (t pt) (h ph) (w pw)", pt=2, ph=2, pw=2
-        )  # [B, C, 2T, 2H, 2W]
+            self.conv(x), "b (c pt ph pw) t h w -> b c (t pt) (h ph) (w pw)", pt=self.pt, ph=2, pw=2
+        )  # [B, C, pt*T, 2H, 2W]
         if self.residual:
-            out = out + repeat(x, "b c t h w -> b c (t pt) (h ph) (w pw)", pt=2, ph=2, pw=2)
-        return out[:, :, 1:]  # latent frame 0 stands for one frame only
+            out = out + repeat(x, "b c t h w -> b c (t pt) (h ph) (w pw)", pt=self.pt, ph=2, pw=2)
+        return out[:, :, self.pt - 1 :]  # latent frame 0 stands for one frame only
 
 
 def _make_block(block: VAEBlock, config: VAEConfig, causal, operations, factory) -> nn.Module:
@@ -201,8 +211,8 @@ def _make_block(block: VAEBlock, config: VAEConfig, causal, operations, factory)
             block.in_channels, block.out_channels, config.eps, causal, config.shortcut_norm, operations, **factory
         )
     if block.kind == "down":
-        return Downsample(block.out_channels, causal, config.residual_sampling, operations, **factory)
-    return DepthToSpace(block.out_channels, causal, config.residual_sampling, operations, **factory)
+        return Downsample(block.out_channels, causal, config.residual_sampling, block.temporal, operations, **factory)
+    return DepthToSpace(block.out_channels, causal, config.residual_sampling, block.temporal, operations, **factory)
 
 
 class Encoder(nn.Module):
@@ -265,10 +275,14 @@ class VideoVAE(nn.Module):
                 f"VAE patch_size_t {config.patch_size_t} is not supported: the LTX-Video VAE maps 1 + 8k "
                 "frames to 1 + k latents and needs patch_size_t 1. Fix the preset's VAEConfig."
             )
-        if sum(config.decoder_spatio_temporal_scaling) != sum(config.spatio_temporal_scaling):
+        def halvings(scaling: tuple[bool, ...]) -> tuple[int, int]:  # (in space, in time)
+            return sum(scaling), sum(scaled and config.scales_time(i) for i, scaled in enumerate(scaling))
+
+        if halvings(config.decoder_spatio_temporal_scaling) != halvings(config.spatio_temporal_scaling):
             raise RAPInputError(
-                "The VAE decoder must upsample as often as the encoder downsamples; make "
-                "decoder_spatio_temporal_scaling count as many True entries as spatio_temporal_scaling."
+                "The VAE decoder must upsample as often as the encoder downsamples, in space and in time; "
+                "make decoder_spatio_temporal_scaling count as many True entries as spatio_temporal_scaling, "
+                "at stages that temporal_scaling treats alike."
             )
         self.config = config
         factory = dict(device=device, dtype=dtype)
