@@ -70,6 +70,14 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):
     assert resumed["loss"] == straight["loss"] and resumed["replica_digests"] == straight["replica_digests"]
 
 
+def test_a_resumed_run_trains_at_its_own_learning_rate(data_dir, tmp_path):
+    short = dict(batch_size=2, log_every=1, checkpoint_every=2)
+    train(TINY, ClipSet(data_dir), tmp_path, TrainConfig(steps=2, lr=1e-3, **short), progress=False)
+    train(TINY, ClipSet(data_dir), tmp_path, TrainConfig(steps=4, lr=1e-5, **short), progress=False)
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert [group["lr"] for group in state["optimizer"]["param_groups"]] == [1e-5]
+
+
 def test_two_process_ddp_training_keeps_replicas_identical(data_dir, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

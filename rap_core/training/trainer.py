@@ -103,6 +103,8 @@ def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, cfg: TrainCo
         dit.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr  # this run's rate, so a resumed run can go on at a lower one
         start = int(state["step"])
     model: nn.Module = DistributedDataParallel(Denoiser(dit)) if world > 1 else Denoiser(dit)
     stride, audio_window = config.vae.temporal_stride, config.audio.window
