@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import comfy.ops
+import torch
 from comfy_api.latest import io
 
 from ..rap_core.config import get_preset, preset_names
@@ -129,7 +130,7 @@ class RAPAudioEncoderLoader(io.ComfyNode):
         config = get_preset(preset)
         path = files.resolve(encoder, preset, ENCODER_FOLDERS, download)
         model = audio_encoder(config, path, device=offload_device())
-        return io.NodeOutput(wrap(model, config, next(model.parameters()).dtype))
+        return io.NodeOutput(wrap(model, config, torch.float32))  # demo's mel encoder has no parameters
 
 
 def _load(choice: str, preset: str, known, download: bool, weight_dtype: str, build) -> io.NodeOutput:

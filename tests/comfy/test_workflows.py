@@ -134,16 +134,18 @@ def test_wrong_socket_type_and_zero_steps_are_rejected(comfy_server: ComfyServer
 
 def test_execution_error_names_the_problem(comfy_server: ComfyServer):
     prompt = api("rap_long_talk")
-    prompt["12"]["inputs"]["steps"] = 3  # a continued talk must keep the first sampler's steps
+    first_steps = prompt["8"]["inputs"]["steps"]
+    prompt["12"]["inputs"]["steps"] = first_steps + 1  # a continued talk must keep the first sampler's steps
     with comfy_server.expect_errors(), comfy_server.client() as client:
         run = client.run(prompt, timeout=600)
     assert run.status == "error" and run.error["node_id"] == "12"
-    assert "changed: steps" in run.error["exception_message"] and "steps=2" in run.error["exception_message"]
+    message = run.error["exception_message"]
+    assert "changed: steps" in message and f"steps={first_steps}" in message
 
 
 def test_interrupt_stops_sampling_within_one_step_and_the_next_prompt_runs(comfy_server: ComfyServer):
     slow = api("rap_demo")
-    slow["8"]["inputs"].update(steps=100, chunk_latents=16, cfg=3.0, seed=7)  # one 121-frame chunk, guided: slower steps
+    slow["8"]["inputs"].update(steps=100, chunk_latents=16, cfg=3.0, seed=7)  # long chunks, guided: slower steps
     again = api("rap_demo")
     again["8"]["inputs"]["seed"] = 8  # not in ComfyUI's cache: the whole graph runs again
     before = set(comfy_server.output_dir.rglob("*.mp4"))
