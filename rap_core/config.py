@@ -36,6 +36,9 @@ class DiTConfig:
     # the block adds alpha(i)*window + (1 - alpha(i))*full (see models/attention.py).
     alpha_w: float = 1.0
     alpha_delta: float = 0.0
+    # Motion-intensity controls added to the timestep embedding (models/intensity.py); zero-initialised,
+    # so a checkpoint without them loads and runs unchanged.
+    intensity_control: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -125,6 +128,9 @@ class SamplingConfig:
     audio_mode: AudioMode | None = None
     alpha_w: float | None = None
     alpha_delta: float | None = None
+    # motion-intensity controls in 0..1 (0.5 = the median training clip); for DiTs with intensity_control
+    expression: float = 0.5
+    head_motion: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -201,7 +207,7 @@ _PRESETS: dict[str, RAPConfig] = {
         name="demo",
         dit=DiTConfig(
             dim=128, num_layers=6, num_heads=4, ffn_dim=512, freq_dim=64, in_channels=128, out_channels=64,
-            audio_mode="hybrid",
+            audio_mode="hybrid", intensity_control=True,
         ),
         vae=VAEConfig(
             latent_channels=64,

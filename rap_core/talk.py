@@ -24,6 +24,7 @@ from einops import rearrange, repeat
 from .config import AudioConfig, SamplingConfig
 from .errors import RAPInputError
 from .models.dit import RAPTransformer
+from .models.intensity import NATURAL
 from .models.vae import VideoVAE
 from .sampling.color import match_colors
 from .sampling.continuity import CleanPrefix, NoContinuity, StepwiseInheritance
@@ -148,6 +149,21 @@ def null_audio_tokens(dit: RAPTransformer, audio: AudioConfig, clip: int, like: 
     return dit.encode_audio(silence)
 
 
+def intensity_controls(cfg: SamplingConfig, dit: RAPTransformer) -> torch.Tensor:
+    """cfg's (expression, head motion) as [1, 2], checked: each in 0..1, and away from the natural
+    0.5 only for a DiT that has the controls."""
+    levels = (cfg.expression, cfg.head_motion)
+    for name, value in zip(("expression", "head_motion"), levels):
+        if not 0.0 <= value <= 1.0:
+            raise RAPInputError(f"{name} must be in [0, 1] (got {value}); 0.5 is the training clips' median.")
+    if dit.intensity is None and levels != NATURAL:
+        raise RAPInputError(
+            f"This model (preset '{dit.config.name}') has no motion-intensity controls; leave expression and "
+            f"head_motion at 0.5 (got {cfg.expression}, {cfg.head_motion})."
+        )
+    return torch.tensor([levels])
+
+
 @torch.no_grad()
 def sample_chunk(
     talk: Talk, dit: RAPTransformer, features, reference: Reference, progress: StepCallback | None = None
@@ -161,9 +177,10 @@ def sample_chunk(
     windows = features.windows(chunk.start, chunk.start + talk.clip_frames).to(like)  # [1, T_c, W, L, C]
     tokens = dit.encode_audio(windows)  # [1, K, M, D]
     noise = torch.randn(like.shape, generator=talk.generator).to(like)
+    intensity = intensity_controls(cfg, dit)  # [1, 2]
 
     def model_fn(x: torch.Tensor, t: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return dit(x, reference.latent.expand(x.shape[0], -1, -1, -1, -1), t, audio)  # ref [B, C, K, h, w]
+        return dit(x, reference.latent.expand(x.shape[0], -1, -1, -1, -1), t, audio, intensity)  # ref [B, C, K, h, w]
 
     if cfg.cfg_scale != 1.0:
         model_fn = audio_guidance(model_fn, cfg.cfg_scale, null_audio_tokens(dit, dit.config.audio, talk.clip_frames, like))

@@ -8,8 +8,9 @@ from diffusers import WanTransformer3DModel
 from torch import nn
 
 from rap_core.config import get_preset
-from rap_core.errors import RAPInputError
+from rap_core.errors import CheckpointError, RAPInputError
 from rap_core.loading.dit_keys import convert_dit_state_dict
+from rap_core.loading.models import load_dit
 from rap_core.loading.strict import load_state_dict_strict
 from rap_core.models.attention import AudioAttention, resolve_attention, sdpa_attention
 from rap_core.models.dit import build_dit
@@ -212,3 +213,30 @@ def test_audio_windows_to_velocity():
     assert model(x, ref, timestep, tokens).shape == x.shape
     with pytest.raises(RAPInputError, match="encode_audio"):
         model(x, ref, timestep, tokens[:, :2])
+
+
+@torch.no_grad()
+def test_intensity_branch_starts_silent_and_old_checkpoints_load_unchanged():
+    old = randomize(build_dit(TINY)).eval()  # a checkpoint made before the branch existed
+    x, ref, timestep, audio = inputs()
+    before = old(x, ref, timestep, audio)
+    controlled = load_dit(old.state_dict(), tiny(intensity_control=True))
+    assert controlled.intensity is not None
+    for levels in ([[0.0, 0.0], [1.0, 1.0]], [[0.9, 0.1], [0.2, 0.7]]):
+        assert torch.equal(controlled(x, ref, timestep, audio, torch.tensor(levels)), before)
+    partial = {**old.state_dict(), "intensity.mlp.0.weight": controlled.intensity.mlp[0].weight}
+    with pytest.raises(CheckpointError, match="missing keys: intensity.mlp.0.bias"):
+        load_dit(partial, tiny(intensity_control=True))
+
+
+@torch.no_grad()
+def test_intensity_controls_reach_the_output_once_trained():
+    model = randomize(build_dit(tiny(intensity_control=True)), seed=3).eval()  # a "trained" branch: non-zero
+    x, ref, timestep, audio = inputs()
+    low, high = (model(x, ref, timestep, audio, torch.tensor([[v, v]] * 2)) for v in (0.1, 0.9))
+    assert (low - high).abs().max() > 1e-2
+    assert torch.equal(model(x, ref, timestep, audio), model(x, ref, timestep, audio, torch.tensor([[0.5, 0.5]])))
+    expression_only = model(x, ref, timestep, audio, torch.tensor([[0.9, 0.1]] * 2))
+    assert (expression_only - low).abs().max() > 1e-2 and (expression_only - high).abs().max() > 1e-2
+    reloaded = load_dit(model.state_dict(), tiny(intensity_control=True))  # saved branch weights are kept
+    assert torch.equal(reloaded(x, ref, timestep, audio, torch.tensor([[0.9, 0.1]])), expression_only)

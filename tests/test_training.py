@@ -7,11 +7,12 @@ import sys
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from rap_core.config import get_preset
 from rap_core.errors import RAPInputError
 from rap_core.loading.random_weights import random_audio_encoder, random_vae
-from rap_core.training.data import ClipSet, encode_clip, save_clips
+from rap_core.training.data import ClipSet, encode_clip, percentiles, save_clips
 from rap_core.training.objective import rap_loss, sample_window, window_frames
 from rap_core.training.trainer import TrainConfig, train
 
@@ -20,15 +21,18 @@ TINY = get_preset("tiny")
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """Two encoded 2.4 s clips of the tiny preset (random frames and noise audio)."""
+    """Three encoded 2.4 s clips of the tiny preset (random frames and noise audio)."""
     vae, encoder = random_vae(TINY), random_audio_encoder(TINY)
     g = torch.Generator().manual_seed(0)
     clips = []
-    for _ in range(2):
+    for index in range(3):
         frames = torch.rand(60, 64, 64, 3, generator=g)
-        mask = torch.zeros(64, 64)
-        mask[20:52, 16:48] = 1
-        clips.append(encode_clip(TINY, vae, encoder, frames, 0.1 * torch.randn(60 * 640, generator=g), frames[0], mask))
+        face, mouth = torch.zeros(64, 64), torch.zeros(64, 64)
+        face[20:52, 16:48] = 1
+        mouth[40:48, 24:40] = 1
+        motion = torch.tensor([0.1 * index, 0.3 - 0.1 * index])  # expression rises, head motion falls
+        clips.append(encode_clip(TINY, vae, encoder, frames, 0.1 * torch.randn(60 * 640, generator=g), frames[0],
+                                 face, mouth, motion))
     folder = tmp_path_factory.mktemp("clips")
     save_clips(folder, clips)
     return folder
@@ -60,6 +64,31 @@ def test_loss_parts_weigh_the_face_and_the_motion():
     flicker = target.clone()
     flicker[:, :, 1] += 1.0  # only frame 1 is off: the frame differences are
     assert rap_loss(flicker, target, mask).motion > 0
+    mouth = torch.zeros(1, 4, 4)
+    mouth[:, 1, 1:3] = 1  # inside the face: its error is 1 everywhere
+    lipped = rap_loss(face_error, target, mask, mouth_mask=mouth, lip_weight=2.0)
+    assert torch.isclose(lipped.lip, torch.tensor(1.0)) and torch.isclose(lipped.total, parts.total + 2.0)
+    mouth[:] = 0
+    mouth[:, 3, 3] = 1  # outside the face: no error there
+    assert rap_loss(face_error, target, mask, mouth_mask=mouth, lip_weight=2.0).lip == 0
+
+
+def test_intensity_labels_are_percentiles_over_the_data_set(data_dir):
+    clips = ClipSet(data_dir)  # expression statistics 0, 0.1, 0.2; head motion 0.3, 0.2, 0.1
+    assert torch.allclose(clips.intensity, torch.tensor([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]))
+    batch = clips.batch(torch.Generator().manual_seed(0), 6, 3, 0.5, TINY.audio.window, TINY.vae.temporal_stride)
+    expected = {tuple(row.tolist()) for row in clips.intensity}
+    assert {tuple(row.tolist()) for row in batch.intensity} <= expected
+    assert batch.mouth_mask.shape == (6, 2, 2) and (batch.mouth_mask.sum((1, 2)) > 0).all()  # 64 px -> 2x2 latents
+    assert torch.allclose(percentiles(torch.tensor([[3.0], [1.0], [3.0], [2.0]])), torch.tensor([[5 / 6], [0.0], [5 / 6], [1 / 3]]))
+
+
+def test_clips_of_an_older_format_say_to_make_the_data_again(data_dir, tmp_path):
+    stored = load_file(next(data_dir.glob("clip_*.safetensors")))
+    del stored["motion"]
+    save_file(stored, tmp_path / "clip_000000.safetensors")
+    with pytest.raises(RAPInputError, match="make-data"):
+        ClipSet(tmp_path)
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(data_dir, tmp_path):

@@ -55,9 +55,19 @@ def load_dit(
     """DiT of `config` from a FlashHead/Wan, diffusers or own-layout file (or state dict), strictly."""
     state, origin = _read(weights)
     model = build_dit(config, device="meta", dtype=dtype, operations=operations, attention_backend=attention_backend)
-    converted = cast_floating(_convert(convert_dit_state_dict, state, config, origin), dtype)
+    converted = cast_floating(_with_optional_branches(model, _convert(convert_dit_state_dict, state, config, origin)), dtype)
     load_state_dict_strict(model, converted, what=f"DiT ({origin}, preset '{config.name}')")
     return model.to(device).eval()
+
+
+def _with_optional_branches(model: RAPTransformer, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint with none of an optional branch's keys gets the branch's fresh, zero-output
+    weights: it runs as it was trained. A branch present in part stays a strict-loading error."""
+    filled = dict(state)
+    for prefix, branch in model.fresh_optional_branches().items():
+        if not any(key.startswith(prefix + ".") for key in state):
+            filled.update({f"{prefix}.{key}": value for key, value in branch.state_dict().items()})
+    return filled
 
 
 def load_vae(

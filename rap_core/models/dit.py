@@ -18,6 +18,7 @@ from ..config import DiTConfig, RAPConfig
 from ..errors import RAPInputError
 from .attention import AudioAttention, SelfAttention, audio_alpha, resolve_attention, rope_tables
 from .audio_projection import AudioProjection
+from .intensity import NATURAL, IntensityEmbedding
 
 
 def timestep_sinusoid(timestep: torch.Tensor, dim: int) -> torch.Tensor:
@@ -88,6 +89,9 @@ class RAPTransformer(nn.Module):
             operations.Linear(cfg.dim, cfg.dim, **factory),
         )
         self.time_projection = nn.Sequential(nn.SiLU(), operations.Linear(cfg.dim, 6 * cfg.dim, **factory))
+        self.intensity = (
+            IntensityEmbedding(cfg.freq_dim, cfg.dim, operations, **factory) if cfg.intensity_control else None
+        )
         self.blocks = nn.ModuleList(
             DiTBlock(cfg, alpha, attention, operations, **factory)
             for alpha in self._alphas(cfg.audio_mode, cfg.alpha_w, cfg.alpha_delta)
@@ -97,6 +101,12 @@ class RAPTransformer(nn.Module):
             config.audio, config.vae.temporal_stride, cfg.dim, operations, device=device, dtype=dtype
         )
         self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def fresh_optional_branches(self) -> dict[str, nn.Module]:
+        """The optional branches this config enables, newly initialised on the CPU (their outputs are
+        zero), by key prefix: what a checkpoint made before them loads with."""
+        cfg = self.config.dit
+        return {"intensity": IntensityEmbedding(cfg.freq_dim, cfg.dim)} if cfg.intensity_control else {}
 
     def _alphas(self, mode: str, alpha_w: float, alpha_delta: float) -> list[float]:
         layers = self.config.dit.num_layers
@@ -119,10 +129,12 @@ class RAPTransformer(nn.Module):
         return self.audio_proj(frame_windows)
 
     def forward(
-        self, x: torch.Tensor, ref: torch.Tensor, timestep: torch.Tensor, audio_tokens: torch.Tensor
+        self, x: torch.Tensor, ref: torch.Tensor, timestep: torch.Tensor, audio_tokens: torch.Tensor,
+        intensity: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x, ref [B, C, F, h, w]; timestep [B] (or [1], shared) in 0..1000; audio_tokens [B, F', M, D]
-        with F' = F / patch_t -> velocity [B, C, F, h, w]."""
+        with F' = F / patch_t; intensity [B, 2] (or [1, 2]; expression, head motion in 0..1; None: the
+        median clip), used when the DiT has the intensity branch -> velocity [B, C, F, h, w]."""
         cfg = self.config.dit
         pt, ph, pw = cfg.patch_size
         if x.shape != ref.shape or x.shape[2] % pt or x.shape[3] % ph or x.shape[4] % pw:
@@ -144,6 +156,12 @@ class RAPTransformer(nn.Module):
         timestep = timestep.reshape(-1).expand(x.shape[0]).to(tokens.device, tokens.dtype)  # [B]
         sinusoid = timestep_sinusoid(timestep, cfg.freq_dim).to(tokens.dtype)  # [B, freq_dim]
         t = self.time_embedding(sinusoid)  # [B, D]
+        if self.intensity is not None:
+            controls = torch.tensor([NATURAL]) if intensity is None else intensity.reshape(-1, 2)
+            controls = controls.to(tokens.device, torch.float32).expand(x.shape[0], 2)  # [B, 2]
+            # each control on the timestep scale (0..1000), half of freq_dim each
+            waves = timestep_sinusoid(controls.reshape(-1) * 1000, cfg.freq_dim // 2)  # [B*2, freq_dim/2]
+            t = t + self.intensity(rearrange(waves, "(b two) f -> b (two f)", two=2).to(t))  # [B, D]
         t_mod = rearrange(self.time_projection(t), "b (six d) -> b six d", six=6)  # [B, 6, D]
         rope = self._rope((f, h, w), tokens.device)
         audio = audio_tokens.to(tokens.device, tokens.dtype)

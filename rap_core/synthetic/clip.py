@@ -2,7 +2,9 @@
 
 Only the mouth follows the audio. Blinks (one every 2-6 s, 3-4 frames long) and the head sway (a
 slow, smooth random walk within +-SWAY_LIMIT) come from the seed alone, so nothing but the mouth
-tells what is being said.
+tells what is being said. Each clip also has its own temperament, drawn from the seed: how wide
+the mouth opens for the same loudness (EXPRESSION_GAIN) and how restless the head is
+(HEAD_ENERGY); the motion-intensity controls learn from the difference.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from .speech import SAMPLE_RATE, Utterance, sample_utterance, synthesize
 BLINK_GAP_S = (2.0, 6.0)
 _BLINKS = ((0.5, 1.0, 0.5), (0.4, 1.0, 1.0, 0.4))  # eyelid closure over a 3- or 4-frame blink
 _SWAY_DAMPING, _SWAY_PULL, _SWAY_NOISE = 0.1, 0.02, 0.03  # per frame: velocity decay, pull to the centre, velocity noise
+EXPRESSION_GAIN = (0.4, 1.0)  # range of the per-clip factor on the mouth opening
+HEAD_ENERGY = (0.25, 2.0)  # range of the per-clip factor on the sway's velocity noise
 
 
 @dataclass(frozen=True)
@@ -50,12 +54,13 @@ def blink_track(rng: random.Random, frames: int, fps: int) -> torch.Tensor:
     return track
 
 
-def sway_track(rng: random.Random, frames: int) -> torch.Tensor:
+def sway_track(rng: random.Random, frames: int, energy: float = 1.0) -> torch.Tensor:
     """[T, 2] head offset: a random walk of the velocity (so the head drifts, never jumps), pulled
-    back towards the centre and squashed (tanh) to stay within SWAY_LIMIT."""
+    back towards the centre and squashed (tanh) to stay within SWAY_LIMIT; `energy` scales the
+    velocity noise."""
     velocity, position, path = [0.0, 0.0], [0.0, 0.0], []
     for _ in range(frames):
-        velocity = [v * (1 - _SWAY_DAMPING) + _SWAY_NOISE * rng.gauss(0.0, 1.0) for v in velocity]
+        velocity = [v * (1 - _SWAY_DAMPING) + energy * _SWAY_NOISE * rng.gauss(0.0, 1.0) for v in velocity]
         position = [p * (1 - _SWAY_PULL) + v for p, v in zip(position, velocity)]
         path.append(position)
     return 0.95 * SWAY_LIMIT * torch.tanh(torch.tensor(path, dtype=torch.float32))
@@ -66,13 +71,16 @@ def make_clip(seed: int, size: int = 64, split: str = "train", fps: int = 25, ut
     identity = sample_identity(seed)
     utterance = utterance if utterance is not None else sample_utterance(seed, split)
     audio = synthesize(utterance.text, utterance.voice, utterance.rate, utterance.pitch)
+    temperament = random.Random(f"temperament:{seed}")
+    gain, energy = temperament.uniform(*EXPRESSION_GAIN), temperament.uniform(*HEAD_ENERGY)
     mouth = mouth_track(audio, SAMPLE_RATE, fps)
-    frames = mouth.openness.shape[0]
+    openness = gain * mouth.openness  # [T]
+    frames = openness.shape[0]
     blink = blink_track(random.Random(f"blink:{seed}"), frames, fps)
-    sway = sway_track(random.Random(f"sway:{seed}"), frames)
+    sway = sway_track(random.Random(f"sway:{seed}"), frames, energy)
     return Clip(
-        frames=render(identity, mouth.openness, mouth.width, blink, sway, size),
-        audio=audio, sample_rate=SAMPLE_RATE, openness=mouth.openness, identity=identity, utterance=utterance,
+        frames=render(identity, openness, mouth.width, blink, sway, size),
+        audio=audio, sample_rate=SAMPLE_RATE, openness=openness, identity=identity, utterance=utterance,
         width=mouth.width, blink=blink, sway=sway,
     )
 

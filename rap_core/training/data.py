@@ -1,9 +1,14 @@
 """Training data: talking-head clips encoded once (VAE latents, audio features, the reference
-latent, a face mask on the latent grid), stored as one safetensors file per clip, and sampled
-into static-dynamic training windows."""
+latent, face and mouth masks on the latent grid, the clip's motion statistics), stored as one
+safetensors file per clip, and sampled into static-dynamic training windows.
+
+Motion-intensity labels come from the clips themselves: the spread of the mouth opening (the
+expression) and of the head position (the head motion), each turned into its percentile over the
+data set, so 0.5 is the median clip."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +36,11 @@ class EncodedClip:
     features: torch.Tensor  # [T', L, Ca] audio features of video frames [0, T'), T' >= covered frames + W//2
     reference: torch.Tensor  # [C, K, h, w] the portrait held for a K-latent window
     face_mask: torch.Tensor  # [h, w] in 0..1
+    mouth_mask: torch.Tensor  # [h, w] in 0..1, the mouth box
+    motion: torch.Tensor  # [2] std of the mouth opening, spread (norm of the std) of the head position
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, name).contiguous() for name in ("latents", "features", "reference", "face_mask")}
+        return {field.name: getattr(self, field.name).contiguous() for field in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)
@@ -42,18 +49,21 @@ class TrainingBatch:
     reference: torch.Tensor  # [B, C, K, h, w]
     audio_windows: torch.Tensor  # [B, T, W, L, Ca], T = 1 + stride*(K-1)
     face_mask: torch.Tensor  # [B, h, w]
+    mouth_mask: torch.Tensor  # [B, h, w]
+    intensity: torch.Tensor  # [B, 2] (expression, head motion) percentiles in 0..1
 
     def to(self, device, dtype=None) -> TrainingBatch:
-        return TrainingBatch(*(t.to(device, dtype) for t in (self.latents, self.reference, self.audio_windows, self.face_mask)))
+        return TrainingBatch(*(getattr(self, field.name).to(device, dtype) for field in dataclasses.fields(self)))
 
 
 @torch.no_grad()
 def encode_clip(
     config: RAPConfig, vae: VideoVAE, audio_encoder: AudioEncoder, frames: torch.Tensor, audio: torch.Tensor,
-    portrait: torch.Tensor, face_mask: torch.Tensor,
+    portrait: torch.Tensor, face_mask: torch.Tensor, mouth_mask: torch.Tensor, motion: torch.Tensor,
 ) -> EncodedClip:
     """frames [T, H, W, 3] in 0..1 at the preset's size; audio [S] mono at the preset's rate with
-    T = ceil(S * fps / rate); portrait [H, W, 3] in 0..1; face_mask [H, W] (pixels) -> EncodedClip."""
+    T = ceil(S * fps / rate); portrait [H, W, 3] in 0..1; face_mask, mouth_mask [H, W] (pixels);
+    motion [2] (see EncodedClip) -> EncodedClip."""
     stride, window = vae.temporal_stride, config.sampling.chunk_latents
     num_latents = latent_frame_count(frames.shape[0], stride)
     covered = covered_video_frames(num_latents, stride)
@@ -62,16 +72,34 @@ def encode_clip(
     latents = vae.encode(video)[0]  # [C, F, h, w]
     features = AudioFeatures(audio_encoder, audio, config).encode_all(covered + config.audio.window // 2)[0]
     reference = encode_reference(vae, prepare_image(portrait, config.height, config.width), window).latent[0]
-    grid = F.adaptive_avg_pool2d(face_mask.float()[None, None], latents.shape[-2:])[0, 0]  # [h, w]
-    return EncodedClip(latents, features, reference, grid)
+    face, mouth = (F.adaptive_avg_pool2d(m.float()[None, None], latents.shape[-2:])[0, 0] for m in (face_mask, mouth_mask))
+    return EncodedClip(latents, features, reference, face, mouth, motion.float())  # masks [h, w]
+
+
+def mouth_region(layout: Layout) -> torch.Tensor:
+    """The lip loss's mask [H, W] of a synthetic identity: its mouth box."""
+    mask = torch.zeros_like(layout.face_skin)
+    y0, y1, x0, x1 = layout.mouth_box
+    mask[y0:y1, x0:x1] = True
+    return mask
 
 
 def face_region(layout: Layout) -> torch.Tensor:
     """The face loss's mask [H, W] of a synthetic identity: its bare skin and its mouth box."""
-    mask = layout.face_skin.clone()
-    y0, y1, x0, x1 = layout.mouth_box
-    mask[y0:y1, x0:x1] = True
-    return mask
+    return layout.face_skin | mouth_region(layout)
+
+
+def motion_statistics(openness: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    """openness [T], head position [T, 2] -> [2]: the std of the opening and the norm of the
+    position's per-axis std, the raw material of the intensity labels."""
+    return torch.stack([openness.float().std(), head.float().std(0).norm()])
+
+
+def percentiles(values: torch.Tensor) -> torch.Tensor:
+    """[N, K] -> [N, K]: each value's rank among its column, scaled to 0..1 (ties share the mean rank)."""
+    below = (values[None] < values[:, None]).sum(1).float()  # [N, K]
+    equal = (values[None] == values[:, None]).sum(1).float()  # [N, K], itself included
+    return (below + (equal - 1) / 2) / max(values.shape[0] - 1, 1)
 
 
 def synthetic_clips(
@@ -85,9 +113,10 @@ def synthetic_clips(
     clips = []
     for index in range(seed, seed + count):
         clip = make_clip(index, size=config.height, split=split, fps=config.fps)
-        face = face_region(layout(clip.identity, config.height))
+        marks = layout(clip.identity, config.height)
         still = portrait(clip.identity, config.height)
-        clips.append(encode_clip(config, vae, audio_encoder, clip.frames, clip.audio, still, face))
+        clips.append(encode_clip(config, vae, audio_encoder, clip.frames, clip.audio, still, face_region(marks),
+                                 mouth_region(marks), motion_statistics(clip.openness, clip.sway)))
     return clips
 
 
@@ -108,13 +137,23 @@ class ClipSet:
                 f"No training clips (clip_*.safetensors) in '{directory}'; make them with "
                 "`python -m rap_core make-data --preset P --out DIR`."
             )
-        self.clips = [EncodedClip(**load_file(path)) for path in files]
+        names = {field.name for field in dataclasses.fields(EncodedClip)}
+        self.clips = []
+        for path in files:
+            stored = load_file(path)
+            if set(stored) != names:
+                raise RAPInputError(
+                    f"'{path}' holds {sorted(stored)}, not the clip fields {sorted(names)}: it was made by another "
+                    "version. Make the data again with `python -m rap_core make-data`."
+                )
+            self.clips.append(EncodedClip(**stored))
+        self.intensity = percentiles(torch.stack([clip.motion for clip in self.clips]))  # [N, 2]
 
     def batch(self, generator: torch.Generator, batch_size: int, window: int, beta: float, audio_window: int,
               stride: int) -> TrainingBatch:
         """`batch_size` windows of `window` latents from clips drawn at random."""
         picks = torch.randint(len(self.clips), (batch_size,), generator=generator).tolist()
-        latents, references, audio, masks = [], [], [], []
+        latents, references, audio, masks, mouths = [], [], [], [], []
         for index in picks:
             clip = self.clips[index]
             start = sample_window(clip.latents.shape[1], window, beta, generator)
@@ -124,4 +163,8 @@ class ClipSet:
             references.append(clip.reference[:, :window])
             audio.append(features.windows(first, end)[0])  # [T, W, L, Ca]
             masks.append(clip.face_mask)
-        return TrainingBatch(torch.stack(latents), torch.stack(references), torch.stack(audio), torch.stack(masks))
+            mouths.append(clip.mouth_mask)
+        return TrainingBatch(
+            torch.stack(latents), torch.stack(references), torch.stack(audio), torch.stack(masks), torch.stack(mouths),
+            self.intensity[picks],
+        )

@@ -59,18 +59,27 @@ class LossParts:
     flow: torch.Tensor
     face: torch.Tensor
     motion: torch.Tensor
+    lip: torch.Tensor
+
+
+def _masked_mean(error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """error [B, C, F, h, w], mask [B, h, w] in 0..1 -> the mean error inside the mask."""
+    weights = mask.float()[:, None, None]  # [B, 1, 1, h, w]
+    return (error * weights).sum() / (weights.sum() * error.shape[1] * error.shape[2]).clamp(min=1.0)
 
 
 def rap_loss(
-    v: torch.Tensor, target: torch.Tensor, face_mask: torch.Tensor, face_weight: float = 0.5, motion_weight: float = 0.5
+    v: torch.Tensor, target: torch.Tensor, face_mask: torch.Tensor, face_weight: float = 0.5, motion_weight: float = 0.5,
+    mouth_mask: torch.Tensor | None = None, lip_weight: float = 0.0,
 ) -> LossParts:
-    """v, target [B, C, F, h, w]; face_mask [B, h, w] in 0..1 (latent grid) -> the loss and its parts."""
+    """v, target [B, C, F, h, w]; face_mask, mouth_mask [B, h, w] in 0..1 (latent grid) -> the loss and
+    its parts. The lip term (FantasyTalking's lip-focused second stage) needs mouth_mask."""
     error = (v.float() - target.float()) ** 2  # [B, C, F, h, w]
     flow = error.mean()
-    mask = face_mask.float()[:, None, None]  # [B, 1, 1, h, w]
-    face = (error * mask).sum() / (mask.sum() * error.shape[1] * error.shape[2]).clamp(min=1.0)
+    face = _masked_mean(error, face_mask)
     if v.shape[2] > 1:
         motion = ((v.float().diff(dim=2) - target.float().diff(dim=2)) ** 2).mean()
     else:
         motion = flow.new_zeros(())
-    return LossParts(flow + face_weight * face + motion_weight * motion, flow, face, motion)
+    lip = _masked_mean(error, mouth_mask) if mouth_mask is not None else flow.new_zeros(())
+    return LossParts(flow + face_weight * face + motion_weight * motion + lip_weight * lip, flow, face, motion, lip)

@@ -37,6 +37,7 @@ class TrainConfig:
     beta: float = 0.5  # probability of a static-start window
     face_weight: float = 0.5  # lambda
     motion_weight: float = 0.5  # mu
+    lip_weight: float = 0.0  # mouth-box term: > 0 for a lip-focused second stage (FantasyTalking)
     audio_dropout: float = 0.1  # share of samples trained without audio (for audio CFG)
     shift: float = 5.0
     grad_clip: float = 1.0
@@ -52,9 +53,12 @@ class Denoiser(nn.Module):
         super().__init__()
         self.dit = dit
 
-    def forward(self, x: torch.Tensor, ref: torch.Tensor, t: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
-        """x, ref [B, C, K, h, w]; t [B] in 0..1000; windows [B, T, W, L, Ca] -> velocity [B, C, K, h, w]."""
-        return self.dit(x, ref, t, self.dit.encode_audio(windows))
+    def forward(
+        self, x: torch.Tensor, ref: torch.Tensor, t: torch.Tensor, windows: torch.Tensor, intensity: torch.Tensor
+    ) -> torch.Tensor:
+        """x, ref [B, C, K, h, w]; t [B] in 0..1000; windows [B, T, W, L, Ca]; intensity [B, 2] (used by
+        a DiT with intensity controls) -> velocity [B, C, K, h, w]."""
+        return self.dit(x, ref, t, self.dit.encode_audio(windows), intensity)
 
 
 def _distributed() -> tuple[int, int, torch.device]:
@@ -81,8 +85,8 @@ def _loss(model: nn.Module, batch: TrainingBatch, cfg: TrainConfig, generator: t
     x_t, target = noised(batch.latents, t, noise)
     keep = (torch.rand(size, generator=generator) >= cfg.audio_dropout).to(batch.audio_windows)
     windows = batch.audio_windows * keep.view(-1, 1, 1, 1, 1)  # dropped samples see all-zero features
-    v = model(x_t, batch.reference, t * 1000, windows)
-    return rap_loss(v, target, batch.face_mask, cfg.face_weight, cfg.motion_weight)
+    v = model(x_t, batch.reference, t * 1000, windows, batch.intensity)
+    return rap_loss(v, target, batch.face_mask, cfg.face_weight, cfg.motion_weight, batch.mouth_mask, cfg.lip_weight)
 
 
 def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, cfg: TrainConfig, progress: bool = True) -> dict:
@@ -125,7 +129,7 @@ def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, cfg: TrainCo
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
             last = {"step": done, "loss": parts.total.item(), "flow": parts.flow.item(), "face": parts.face.item(),
-                    "motion": parts.motion.item(), "grad_norm": float(_full(norm))}
+                    "motion": parts.motion.item(), "lip": parts.lip.item(), "grad_norm": float(_full(norm))}
             bar.set_postfix(loss=f"{last['loss']:.4f}")
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 last["replica_digests"] = _replica_digests(dit, world)
