@@ -81,8 +81,9 @@ def _config_args(parser: argparse.ArgumentParser, config_type) -> None:
     """One --option per field of a training config dataclass, with its default."""
     defaults = config_type()
     for field in fields(config_type):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)),
-                            default=getattr(defaults, field.name))
+        default = getattr(defaults, field.name)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=str if default is None else type(default),
+                            default=default)
 
 
 def run_vae_training(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from rap_core.config import get_preset
 from rap_core.errors import RAPInputError
-from rap_core.loading.random_weights import random_audio_encoder, random_vae
+from rap_core.loading.random_weights import random_audio_encoder, random_dit, random_vae
 from rap_core.training.data import ClipSet, encode_clip, percentiles, save_clips
 from rap_core.training.objective import rap_loss, sample_window, window_frames
 from rap_core.training.trainer import TrainConfig, train
@@ -138,3 +138,13 @@ def test_make_data_train_and_eval_from_the_command_line(tmp_path):
     header, _, *rows = table.stdout.strip().splitlines()[-4:]
     assert "| continuity" in header and "shuffled_r" in header
     assert [row.split("|")[1].strip() for row in rows] == ["inherit", "none"]
+
+
+def test_a_fresh_run_can_start_from_given_weights(data_dir, tmp_path):
+    start = random_dit(TINY)
+    save_file(start.state_dict(), tmp_path / "start.safetensors")
+    cfg = TrainConfig(steps=1, batch_size=2, lr=0.0, init=str(tmp_path / "start.safetensors"))
+    train(TINY, ClipSet(data_dir), tmp_path / "run", cfg, progress=False)
+    tuned = load_file(tmp_path / "run" / "dit.safetensors")
+    assert tuned.keys() == start.state_dict().keys()
+    assert all(torch.equal(tuned[name], value) for name, value in start.state_dict().items())  # lr 0: unchanged

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import RAPConfig
+from ..loading.models import load_dit
 from ..models.dit import RAPTransformer, build_dit
 from .data import ClipSet, TrainingBatch
 from .ema import EMA
@@ -44,6 +45,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     seed: int = 0
+    init: str | None = None  # DiT weights a fresh run starts from (fine-tuning; new optional branches start silent)
 
 
 class Denoiser(nn.Module):
@@ -98,10 +100,12 @@ def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, cfg: TrainCo
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     dit = build_dit(config, device=device, dtype=torch.float32).train()
+    state_path = out / "state.pt"
+    if cfg.init is not None and not state_path.exists():
+        dit.load_state_dict(load_dit(cfg.init, config, dtype=torch.float32).state_dict())
     ema = EMA(dit, cfg.ema_decay)
     optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = 0
-    state_path = out / "state.pt"
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         dit.load_state_dict(state["model"])
