@@ -55,6 +55,12 @@ class RAPSampler(io.ComfyNode):
                 io.Float.Input("alpha_delta", default=0.0, min=-4.0, max=4.0, step=0.05, tooltip="hybrid only, see alpha_w."),
                 io.Float.Input("color_correction", default=1.0, min=0.0, max=1.0, step=0.05,
                                tooltip="Match the colours of decoded frames to the portrait (0 = off)."),
+                io.Float.Input("expression", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="Mouth/expression intensity (0.5 = natural). Models with motion-intensity "
+                               "controls only (the demo preset); others need 0.5."),
+                io.Float.Input("head_motion", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="Head motion intensity (0.5 = natural). Models with motion-intensity "
+                               "controls only (the demo preset); others need 0.5."),
                 io.Int.Input("frames", default=0, min=0, max=1_000_000,
                              tooltip="Stop after at least this many new frames (at a chunk boundary); 0 = to the end."),
                 RAPLatents.Input("previous", optional=True, tooltip="An earlier RAP Sampler's latents to continue."),
@@ -66,13 +72,14 @@ class RAPSampler(io.ComfyNode):
     def execute(
         cls, model, vae, audio_embeds, reference: Reference, seed: int, steps: int, cfg: float, shift: float,
         sampler: str, continuity: str, continuity_n: int, chunk_latents: int, audio_attention: str,
-        alpha_w: float, alpha_delta: float, color_correction: float, frames: int, previous: TalkLatents | None = None,
+        alpha_w: float, alpha_delta: float, color_correction: float, expression: float, head_motion: float, frames: int,
+        previous: TalkLatents | None = None,
     ) -> io.NodeOutput:
         settings = SamplingConfig(
             steps=steps, shift=shift, sampler=sampler, cfg_scale=cfg, continuity=continuity,
             inherit_latents=continuity_n, motion_latents=continuity_n, chunk_latents=chunk_latents,
             color_correction=color_correction, audio_mode=None if audio_attention == "model" else audio_attention,
-            alpha_w=alpha_w, alpha_delta=alpha_delta,
+            alpha_w=alpha_w, alpha_delta=alpha_delta, expression=expression, head_motion=head_motion,
         )
         _check_compatible(model, vae, audio_embeds, previous)
         load(model, vae)

@@ -22,7 +22,7 @@ from .media import read_audio, read_image, write_mp4
 from .pipeline import RAPPipeline
 from .timing import video_frame_count
 from .eval.report import format_table
-from .eval.run import evaluate
+from .eval.run import SWEEP_MEASURE, evaluate, intensity_sweep
 from .loading.builtin import audio_encoder, builtin_vae
 from .loading.models import load_vae
 from .training.autoencoder import VAETrainConfig, train_vae
@@ -51,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--continuity", choices=("inherit", "motion_frames", "none"))
     gen.add_argument("--inherit-latents", type=int, help="n latent frames inherited per step")
     gen.add_argument("--chunk-latents", type=int, help="latent frames per chunk")
+    gen.add_argument("--expression", type=float, help="mouth/expression intensity 0..1 (0.5 = natural; demo preset)")
+    gen.add_argument("--head-motion", type=float, help="head motion intensity 0..1 (0.5 = natural; demo preset)")
     vae = commands.add_parser("train-vae", help="train the preset's VAE from scratch on the synthetic world")
     vae.add_argument("--preset", required=True, choices=preset_names())
     vae.add_argument("--out", required=True, help="folder for vae.safetensors and vae_log.jsonl")
@@ -68,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--continuity", nargs="+", default=["inherit", "motion_frames", "none"],
                        choices=("inherit", "motion_frames", "none"))
+    check.add_argument("--sweep", choices=sorted(SWEEP_MEASURE),
+                       help="instead: sweep this motion-intensity control (first --continuity) over --levels")
+    check.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     _weight_args(check, dit=True)
     fit = commands.add_parser("train", help="train the DiT of a preset on encoded clips (resumes from --out)")
     fit.add_argument("--preset", required=True, choices=preset_names())
@@ -119,10 +124,16 @@ def _encoders(args: argparse.Namespace, config):
 
 def run_eval(args: argparse.Namespace) -> int:
     pipe = RAPPipeline.from_preset(args.preset, dit=args.dit, vae=args.vae, audio_encoder=args.audio_encoder)
+    if args.sweep:
+        rows, rho = intensity_sweep(pipe, args.sweep, args.levels, args.clips, args.seconds, args.seed,
+                                    continuity=args.continuity[0])
+        print(format_table(rows, [args.sweep, "r", "lag", "mouth_std", "head_amplitude"]))
+        print(f"spearman({args.sweep}, {SWEEP_MEASURE[args.sweep]}) = {rho:.3f}")
+        return 0
     rows = []
     for continuity in tqdm(args.continuity, unit="mode", desc="eval"):
         rows.append({"continuity": continuity, **evaluate(pipe, args.clips, args.seconds, args.seed, continuity=continuity)})
-    print(format_table(rows, ["continuity", "r", "lag", "shuffled_r", "drift_ratio"]))
+    print(format_table(rows, ["continuity", "r", "lag", "shuffled_r", "mouth_std", "head_amplitude", "drift_ratio"]))
     return 0
 
 
@@ -141,7 +152,7 @@ def generate(args: argparse.Namespace) -> int:
     )
     options = {
         key: getattr(args, key)
-        for key in ("steps", "cfg_scale", "continuity", "inherit_latents", "chunk_latents")
+        for key in ("steps", "cfg_scale", "continuity", "inherit_latents", "chunk_latents", "expression", "head_motion")
         if getattr(args, key) is not None
     }
     waveform, sample_rate = read_audio(args.audio)

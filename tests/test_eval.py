@@ -18,6 +18,10 @@ from rap_core.eval import (
     mouth_opening,
     shuffled_control,
 )
+from rap_core.eval.motion import head_offsets, head_region, motion_amplitude
+from rap_core.eval.run import spearman
+from rap_core.synthetic import layout, make_clip
+from rap_core.synthetic import portrait as still_portrait
 
 RATE, FPS, SIZE = 16000, 25, 48
 MOUTH_BOX = (10, 38, 8, 40)  # (y0, y1, x0, x1): the mouth under a sway of 2 px
@@ -198,3 +202,21 @@ def test_format_table_lines_up_and_is_markdown():
     assert lines[2] == "| inherit       |     0.712 |   0 |       1.100 |"
     assert lines[3] == "| motion_frames |     0.650 |  -1 |             |"
     assert len({len(line) for line in lines}) == 1
+
+
+def test_head_offsets_recover_the_synthetic_sway_in_pixels():
+    for seed in (3, 11):
+        clip = make_clip(seed, size=64)
+        marks = layout(clip.identity, 64)
+        offsets = head_offsets(clip.frames, still_portrait(clip.identity, 64), head_region(marks.face_skin, marks.mouth_box))
+        truth = clip.sway * 32  # normalised units (the image is 2 wide) -> pixels
+        assert (offsets - truth).abs().max() < 0.5  # of a sway reaching +-1 px
+        assert torch.corrcoef(torch.cat([offsets, truth], 1).T)[[0, 1], [2, 3]].min() > 0.9
+        assert abs(motion_amplitude(offsets) - motion_amplitude(truth)) < 0.1 * motion_amplitude(truth)
+    with pytest.raises(RAPInputError, match="must match the frames"):
+        head_offsets(clip.frames[:, :32], still_portrait(clip.identity, 64), head_region(marks.face_skin, marks.mouth_box))
+
+
+def test_spearman_ranks():
+    assert spearman([0.0, 0.25, 0.5, 0.75, 1.0], [0.1, 0.2, 0.5, 0.55, 3.0]) == pytest.approx(1.0)
+    assert spearman([0.0, 0.25, 0.5, 0.75, 1.0], [3.0, 0.2, 0.5, 0.55, 0.1]) == pytest.approx(-0.6)

@@ -1,5 +1,6 @@
 """`python -m rap_core eval`: a preset animates unseen synthetic faces saying held-out speech
-(voices and texts never used in training); lip sync and drift are measured on what it makes."""
+(voices and texts never used in training); lip sync, mouth and head motion and drift are measured
+on what it makes, and `intensity_sweep` does so across the levels of a motion-intensity control."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from ..pipeline import RAPPipeline
 from ..synthetic import SAMPLE_RATE, layout, portrait, sample_identity, sample_utterance, synthesize
 from .drift import drift_curve, drift_ratio
 from .lipsync import lipsync_score, loudness_envelope, mouth_opening, shuffled_control
+from .motion import head_offsets, head_region, motion_amplitude
 
 HELDOUT_IDENTITIES = 1_000_000  # identity seeds from here on are never used for training data
 PAUSE_S = 0.3
@@ -29,8 +31,9 @@ def heldout_speech(seed: int, seconds: float) -> torch.Tensor:
 
 
 def evaluate(pipe: RAPPipeline, clips: int, seconds: float, seed: int = 0, **options) -> dict:
-    """Mean lip-sync r, best lag, shuffled-audio r and (for talks of at least 10 s) the drift
-    ratio over `clips` held-out talks of `seconds` each; `options` are sampling options."""
+    """Mean lip-sync r, best lag, shuffled-audio r, the spread of the mouth opening (std, pixels of
+    interior) and of the head position (motion_amplitude, pixels) and, for talks of at least 10 s,
+    the drift ratio over `clips` held-out talks of `seconds` each; `options` are sampling options."""
     size, fps = pipe.config.height, pipe.config.fps
     rows = []
     for index in range(clips):
@@ -40,10 +43,36 @@ def evaluate(pipe: RAPPipeline, clips: int, seconds: float, seed: int = 0, **opt
         frames = pipe.generate(still, audio, SAMPLE_RATE, seed=seed + index, **options)
         opening, envelope = mouth_opening(frames, marks.mouth_box), loudness_envelope(audio, SAMPLE_RATE, fps)
         sync = lipsync_score(opening, envelope)
-        row = {"r": sync.r, "lag": sync.lag, "shuffled_r": shuffled_control(opening, envelope, seed=index)}
+        row = {"r": sync.r, "lag": sync.lag, "shuffled_r": shuffled_control(opening, envelope, seed=index),
+               "mouth_std": float(opening.std()),
+               "head_amplitude": motion_amplitude(head_offsets(frames, still, head_region(marks.face_skin, marks.mouth_box)))}
         if frames.shape[0] >= 2 * 5 * fps:
             curve = drift_curve(frames, still, marks.background, marks.face_skin)
             row["drift_ratio"] = drift_ratio(curve.background, fps)
         rows.append(row)
     keys = rows[0].keys()
     return {key: sum(row[key] for row in rows) / len(rows) for key in keys}
+
+
+def _ranks(values: list[float]) -> torch.Tensor:
+    order = torch.tensor(values).argsort()
+    ranks = torch.empty(len(values))
+    ranks[order] = torch.arange(len(values), dtype=torch.float32)
+    return ranks
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    """Rank correlation of two equally long lists without ties."""
+    ranks = torch.stack([_ranks(a), _ranks(b)])
+    return float(torch.corrcoef(ranks)[0, 1])
+
+
+SWEEP_MEASURE = {"expression": "mouth_std", "head_motion": "head_amplitude"}  # what each control should move
+
+
+def intensity_sweep(pipe: RAPPipeline, control: str, levels: list[float], clips: int, seconds: float,
+                    seed: int = 0, **options) -> tuple[list[dict], float]:
+    """evaluate() at each level of `control` ("expression" or "head_motion"; the other stays at 0.5) ->
+    (one row per level, Spearman rank correlation of the levels with the measure the control drives)."""
+    rows = [{control: level, **evaluate(pipe, clips, seconds, seed, **{control: level}, **options)} for level in levels]
+    return rows, spearman(levels, [row[SWEEP_MEASURE[control]] for row in rows])

@@ -64,7 +64,7 @@ def sampler_inputs(talk, **overrides):
     inputs = dict(
         model=talk["model"], vae=talk["vae"], audio_embeds=talk["embeds"], reference=talk["reference"], seed=5,
         steps=2, cfg=1.0, shift=5.0, sampler="euler", continuity="inherit", continuity_n=1, chunk_latents=3,
-        audio_attention="model", alpha_w=1.0, alpha_delta=0.0, color_correction=0.0, frames=0,
+        audio_attention="model", alpha_w=1.0, alpha_delta=0.0, color_correction=0.0, expression=0.5, head_motion=0.5, frames=0,
     )
     return inputs | overrides
 
