@@ -39,6 +39,8 @@ class DiTConfig:
     # Motion-intensity controls added to the timestep embedding (models/intensity.py); zero-initialised,
     # so a checkpoint without them loads and runs unchanged.
     intensity_control: bool = False
+    # Face-focused identity cross-attention after every block (models/identity.py); zero-initialised too.
+    identity_attention: bool = False
 
     @property
     def head_dim(self) -> int:

@@ -215,18 +215,34 @@ def test_audio_windows_to_velocity():
         model(x, ref, timestep, tokens[:, :2])
 
 
+def face_latent(seed=5):
+    return torch.randn(1, C, 1, 2, 2, generator=torch.Generator().manual_seed(seed))
+
+
 @torch.no_grad()
-def test_intensity_branch_starts_silent_and_old_checkpoints_load_unchanged():
+@pytest.mark.parametrize("branch, key", [("intensity_control", "intensity.mlp.0.weight"),
+                                         ("identity_attention", "identity.attn.1.q.weight")])
+def test_optional_branches_start_silent_and_old_checkpoints_load_unchanged(branch, key):
     old = randomize(build_dit(TINY)).eval()  # a checkpoint made before the branch existed
     x, ref, timestep, audio = inputs()
     before = old(x, ref, timestep, audio)
-    controlled = load_dit(old.state_dict(), tiny(intensity_control=True))
-    assert controlled.intensity is not None
-    for levels in ([[0.0, 0.0], [1.0, 1.0]], [[0.9, 0.1], [0.2, 0.7]]):
-        assert torch.equal(controlled(x, ref, timestep, audio, torch.tensor(levels)), before)
-    partial = {**old.state_dict(), "intensity.mlp.0.weight": controlled.intensity.mlp[0].weight}
-    with pytest.raises(CheckpointError, match="missing keys: intensity.mlp.0.bias"):
-        load_dit(partial, tiny(intensity_control=True))
+    extended = load_dit(old.state_dict(), tiny(**{branch: True}))
+    for levels, face in (([[0.0, 0.0], [1.0, 1.0]], face_latent(5)), ([[0.9, 0.1], [0.2, 0.7]], face_latent(6))):
+        assert torch.equal(extended(x, ref, timestep, audio, torch.tensor(levels), face), before)
+    partial = {**old.state_dict(), key: extended.state_dict()[key]}  # one key of the branch, not the rest
+    with pytest.raises(CheckpointError, match="missing keys: " + key.split(".")[0]):
+        load_dit(partial, tiny(**{branch: True}))
+
+
+@torch.no_grad()
+def test_identity_branch_once_trained_follows_the_face():
+    model = randomize(build_dit(tiny(identity_attention=True)), seed=3).eval()
+    x, ref, timestep, audio = inputs()
+    one, other = (model(x, ref, timestep, audio, face=face_latent(seed)) for seed in (5, 6))
+    assert (one - other).abs().max() > 1e-2
+    assert (model(x, ref, timestep, audio) - one).abs().max() > 1e-2  # no face: the branch is skipped
+    reloaded = load_dit(model.state_dict(), tiny(identity_attention=True))
+    assert torch.equal(reloaded(x, ref, timestep, audio, face=face_latent(5)), one)
 
 
 @torch.no_grad()

@@ -230,3 +230,23 @@ class AudioAttention(_Attention):
         if window is None:
             return self.o(full)
         return self.o(torch.lerp(full, window, alpha))
+
+
+class IdentityAttention(_Attention):
+    """Cross-attention from video tokens to face-identity tokens (no RoPE, no mask); `o` starts at
+    zero, so the branch it belongs to (models/identity.py) starts silent."""
+
+    def __init__(
+        self, dim: int, num_heads: int, eps: float, attention: AttentionFn, operations=nn, device=None, dtype=None
+    ):
+        super().__init__(dim, num_heads, eps, attention, operations, device=device, dtype=dtype)
+        nn.init.zeros_(self.o.weight)
+        nn.init.zeros_(self.o.bias)
+
+    def forward(self, x: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        """x [B, S, D], faces [B, N, D] -> [B, S, D]."""
+        heads = self.num_heads
+        q = rearrange(self.norm_q(self.q(x)), "b s (h d) -> b h s d", h=heads)  # [B, H, S, d]
+        k = rearrange(self.norm_k(self.k(faces)), "b n (h d) -> b h n d", h=heads)  # [B, H, N, d]
+        v = rearrange(self.v(faces), "b n (h d) -> b h n d", h=heads)  # [B, H, N, d]
+        return self.o(rearrange(self.attention(q, k, v), "b h s d -> b s (h d)"))

@@ -18,6 +18,7 @@ from ..config import DiTConfig, RAPConfig
 from ..errors import RAPInputError
 from .attention import AudioAttention, SelfAttention, audio_alpha, resolve_attention, rope_tables
 from .audio_projection import AudioProjection
+from .identity import FaceIdentity
 from .intensity import NATURAL, IntensityEmbedding
 
 
@@ -97,6 +98,7 @@ class RAPTransformer(nn.Module):
             for alpha in self._alphas(cfg.audio_mode, cfg.alpha_w, cfg.alpha_delta)
         )
         self.head = Head(cfg, operations, **factory)
+        self.identity = FaceIdentity(cfg, attention, operations, **factory) if cfg.identity_attention else None
         self.audio_proj = AudioProjection(
             config.audio, config.vae.temporal_stride, cfg.dim, operations, device=device, dtype=dtype
         )
@@ -106,7 +108,12 @@ class RAPTransformer(nn.Module):
         """The optional branches this config enables, newly initialised on the CPU (their outputs are
         zero), by key prefix: what a checkpoint made before them loads with."""
         cfg = self.config.dit
-        return {"intensity": IntensityEmbedding(cfg.freq_dim, cfg.dim)} if cfg.intensity_control else {}
+        branches = {}
+        if cfg.intensity_control:
+            branches["intensity"] = IntensityEmbedding(cfg.freq_dim, cfg.dim)
+        if cfg.identity_attention:
+            branches["identity"] = FaceIdentity(cfg, resolve_attention("sdpa"))
+        return branches
 
     def _alphas(self, mode: str, alpha_w: float, alpha_delta: float) -> list[float]:
         layers = self.config.dit.num_layers
@@ -130,11 +137,13 @@ class RAPTransformer(nn.Module):
 
     def forward(
         self, x: torch.Tensor, ref: torch.Tensor, timestep: torch.Tensor, audio_tokens: torch.Tensor,
-        intensity: torch.Tensor | None = None,
+        intensity: torch.Tensor | None = None, face: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x, ref [B, C, F, h, w]; timestep [B] (or [1], shared) in 0..1000; audio_tokens [B, F', M, D]
         with F' = F / patch_t; intensity [B, 2] (or [1, 2]; expression, head motion in 0..1; None: the
-        median clip), used when the DiT has the intensity branch -> velocity [B, C, F, h, w]."""
+        median clip), used when the DiT has the intensity branch; face [B, C, 1, h', w'] (or [1, ...]): the
+        latent of the portrait's face crop, used when the DiT has the identity branch -> velocity
+        [B, C, F, h, w]."""
         cfg = self.config.dit
         pt, ph, pw = cfg.patch_size
         if x.shape != ref.shape or x.shape[2] % pt or x.shape[3] % ph or x.shape[4] % pw:
@@ -165,8 +174,13 @@ class RAPTransformer(nn.Module):
         t_mod = rearrange(self.time_projection(t), "b (six d) -> b six d", six=6)  # [B, 6, D]
         rope = self._rope((f, h, w), tokens.device)
         audio = audio_tokens.to(tokens.device, tokens.dtype)
-        for block in self.blocks:
+        faces = None
+        if self.identity is not None and face is not None:
+            faces = self.identity.tokens(face.to(tokens.device, tokens.dtype)).expand(x.shape[0], -1, -1)  # [B, N, D]
+        for index, block in enumerate(self.blocks):
             tokens = block(tokens, audio, t_mod, rope)
+            if faces is not None:
+                tokens = tokens + self.identity.attend(index, tokens, faces)
         out = self.head(tokens, t)  # [B, S, pt*ph*pw*C]
         return rearrange(
             out, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=f, h=h, w=w, pt=pt, ph=ph, pw=pw
