@@ -57,10 +57,10 @@ class RAPSampler(io.ComfyNode):
                                tooltip="Match the colours of decoded frames to the portrait (0 = off)."),
                 io.Float.Input("expression", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="Mouth/expression intensity (0.5 = natural). Models with motion-intensity "
-                               "controls only (the demo preset); others need 0.5."),
+                               "controls only (no shipped model yet); others need 0.5."),
                 io.Float.Input("head_motion", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="Head motion intensity (0.5 = natural). Models with motion-intensity "
-                               "controls only (the demo preset); others need 0.5."),
+                               "controls only (no shipped model yet); others need 0.5."),
                 io.Int.Input("frames", default=0, min=0, max=1_000_000,
                              tooltip="Stop after at least this many new frames (at a chunk boundary); 0 = to the end."),
                 RAPLatents.Input("previous", optional=True, tooltip="An earlier RAP Sampler's latents to continue."),

@@ -65,18 +65,13 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, portrait_png):
     assert not (tmp_path / "x.mp4").exists()
 
 
-def test_cli_motion_intensity_controls(tmp_path, portrait_png):
+def test_cli_refuses_motion_intensity_the_model_lacks_or_out_of_range(tmp_path, portrait_png):
     audio = tmp_path / "speech.wav"
-    samples = write_wav(audio, 0.5)
-    base = [sys.executable, "-m", "rap_core", "generate", "--image", str(portrait_png), "--audio", str(audio)]
-    out = tmp_path / "demo.mp4"
-    done = subprocess.run(base + ["--preset", "demo", "--out", str(out), "--expression", "0.9", "--head-motion", "0.1"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert probe_mp4(out)["frames"] == -(-samples * 25 // RATE)
-    refused = subprocess.run(base + ["--preset", "tiny", "--out", str(tmp_path / "t.mp4"), "--head-motion", "0.9"],
-                             capture_output=True, text=True, timeout=120)
+    write_wav(audio, 0.5)
+    base = [sys.executable, "-m", "rap_core", "generate", "--preset", "tiny", "--image", str(portrait_png),
+            "--audio", str(audio), "--out", str(tmp_path / "t.mp4")]
+    refused = subprocess.run(base + ["--head-motion", "0.9"], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "no motion-intensity controls" in refused.stderr
-    outside = subprocess.run(base + ["--preset", "demo", "--out", str(tmp_path / "d.mp4"), "--expression", "1.5"],
-                             capture_output=True, text=True, timeout=300)
+    outside = subprocess.run(base + ["--expression", "1.5"], capture_output=True, text=True, timeout=120)
     assert outside.returncode == 2 and "expression must be in [0, 1]" in outside.stderr
+    assert not (tmp_path / "t.mp4").exists()

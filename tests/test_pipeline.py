@@ -1,11 +1,13 @@
 """The streaming pipeline on the tiny preset: continuity at every step, determinism, frame counts."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
 from rap_core import RAPInputError
+from rap_core.loading.models import load_dit
 from rap_core.pipeline import RAPPipeline
 from rap_core.timing import covered_video_frames
 
@@ -96,3 +98,19 @@ def test_unknown_option_is_explained(pipe):
         pipe.generate(portrait(), speech_like(0.5), SR, chunk_latent=4)
     with pytest.raises(RAPInputError, match="continuity"):
         pipe.generate(portrait(), speech_like(0.5), SR, continuity="smooth")
+
+
+def test_motion_intensity_reaches_the_frames_of_a_model_that_has_it(pipe):
+    config = pipe.config.replace(dit=dataclasses.replace(pipe.config.dit, intensity_control=True))
+    dit = load_dit(pipe.dit.state_dict(), config)  # the tiny weights, the branch silent
+    with torch.no_grad():
+        dit.intensity.mlp[2].weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))  # as if trained
+    controlled = RAPPipeline(config, dit, pipe.vae, pipe.audio_encoder)
+    image, audio = portrait(), speech_like(0.5)
+    calm, lively = (controlled.generate(image, audio, SR, expression=v, head_motion=v) for v in (0.0, 1.0))
+    assert calm.shape == lively.shape and (calm - lively).abs().max() > 1e-3
+    assert torch.equal(controlled.generate(image, audio, SR), controlled.generate(image, audio, SR, expression=0.5))
+    with pytest.raises(RAPInputError, match="head_motion must be in"):
+        controlled.generate(image, audio, SR, head_motion=float("nan"))
+    with pytest.raises(RAPInputError, match="no motion-intensity controls"):
+        pipe.generate(image, audio, SR, expression=0.7)
