@@ -51,8 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--continuity", choices=("inherit", "motion_frames", "none"))
     gen.add_argument("--inherit-latents", type=int, help="n latent frames inherited per step")
     gen.add_argument("--chunk-latents", type=int, help="latent frames per chunk")
-    gen.add_argument("--expression", type=float, help="mouth/expression intensity 0..1 (0.5 = natural; DiTs with intensity controls)")
-    gen.add_argument("--head-motion", type=float, help="head motion intensity 0..1 (0.5 = natural; DiTs with intensity controls)")
+    gen.add_argument("--expression", type=float,
+                     help="mouth/expression intensity 0..1 (0.5 = natural; DiTs with intensity controls)")
+    gen.add_argument("--head-motion", type=float,
+                     help="head motion intensity 0..1 (0.5 = natural; DiTs with intensity controls)")
     vae = commands.add_parser("train-vae", help="train the preset's VAE from scratch on the synthetic world")
     vae.add_argument("--preset", required=True, choices=preset_names())
     vae.add_argument("--out", required=True, help="folder for vae.safetensors and vae_log.jsonl")

@@ -43,9 +43,9 @@ def evaluate(pipe: RAPPipeline, clips: int, seconds: float, seed: int = 0, **opt
         frames = pipe.generate(still, audio, SAMPLE_RATE, seed=seed + index, **options)
         opening, envelope = mouth_opening(frames, marks.mouth_box), loudness_envelope(audio, SAMPLE_RATE, fps)
         sync = lipsync_score(opening, envelope)
+        offsets = head_offsets(frames, still, head_region(marks.face_skin, marks.mouth_box))  # [T, 2]
         row = {"r": sync.r, "lag": sync.lag, "shuffled_r": shuffled_control(opening, envelope, seed=index),
-               "mouth_std": float(opening.std()),
-               "head_amplitude": motion_amplitude(head_offsets(frames, still, head_region(marks.face_skin, marks.mouth_box)))}
+               "mouth_std": float(opening.std()), "head_amplitude": motion_amplitude(offsets)}
         if frames.shape[0] >= 2 * 5 * fps:
             curve = drift_curve(frames, still, marks.background, marks.face_skin)
             row["drift_ratio"] = drift_ratio(curve.background, fps)

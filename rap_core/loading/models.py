@@ -55,7 +55,8 @@ def load_dit(
     """DiT of `config` from a FlashHead/Wan, diffusers or own-layout file (or state dict), strictly."""
     state, origin = _read(weights)
     model = build_dit(config, device="meta", dtype=dtype, operations=operations, attention_backend=attention_backend)
-    converted = cast_floating(_with_optional_branches(model, _convert(convert_dit_state_dict, state, config, origin)), dtype)
+    converted = _with_optional_branches(model, _convert(convert_dit_state_dict, state, config, origin))
+    converted = cast_floating(converted, dtype)
     load_state_dict_strict(model, converted, what=f"DiT ({origin}, preset '{config.name}')")
     return model.to(device).eval()
 

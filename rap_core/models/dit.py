@@ -176,7 +176,8 @@ class RAPTransformer(nn.Module):
         audio = audio_tokens.to(tokens.device, tokens.dtype)
         faces = None
         if self.identity is not None and face is not None:
-            faces = self.identity.tokens(face.to(tokens.device, tokens.dtype)).expand(x.shape[0], -1, -1)  # [B, N, D]
+            faces = self.identity.tokens(face.to(tokens.device, tokens.dtype))  # [1 or B, N, D]
+            faces = faces.expand(x.shape[0], -1, -1)  # [B, N, D]
         for index, block in enumerate(self.blocks):
             tokens = block(tokens, audio, t_mod, rope)
             if faces is not None:
