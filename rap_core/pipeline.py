@@ -17,6 +17,7 @@ import torch
 from .audio_features import AudioFeatures
 from .config import RAPConfig, SamplingConfig, get_preset
 from .errors import RAPInputError
+from .face import encode_face
 from .loading.builtin import audio_encoder as builtin_audio_encoder
 from .loading.builtin import builtin_dit, builtin_vae, has_builtin
 from .loading.models import load_dit, load_vae
@@ -90,21 +91,28 @@ class RAPPipeline:
 
     @torch.no_grad()
     def stream(
-        self, image, audio, sample_rate: int, seed: int = 0, progress: StepCallback | None = None, **options
+        self, image, audio, sample_rate: int, seed: int = 0, progress: StepCallback | None = None,
+        face_box: tuple[float, float, float, float] | None = None, **options
     ) -> Iterator[torch.Tensor]:
         """Yield the video as chunks of frames [n, H, W, 3] float32 in 0..1 on the CPU, in order,
-        exactly ceil(seconds * fps) frames in all. `options` override the preset's SamplingConfig."""
+        exactly ceil(seconds * fps) frames in all. `face_box` (top, bottom, left, right fractions of
+        the prepared portrait; None: face.CENTRE_FACE) is where the identity branch, if the DiT has
+        one, finds the face. `options` override the preset's SamplingConfig."""
         cfg = self.sampling(**options)
         features = AudioFeatures(self.audio_encoder, audio_to_mono(audio, sample_rate, self.config.audio.sample_rate), self.config)
         picture = prepare_image(image, self.config.height, self.config.width).to(self.device, self.dtype)
         reference = encode_reference(self.vae, picture, cfg.chunk_latents)
+        if self.dit.identity is not None:
+            reference = dataclasses.replace(reference, face=encode_face(self.vae, picture, face_box))
         talk = Talk(cfg, reference, features.num_frames, seed, self.vae.temporal_stride)
         while not talk.done:
             chunk = talk.chunks[talk.next_chunk]
             _, video = advance(talk, self.dit, self.vae, features, reference, decode=True, progress=progress)
             yield chunk_frames(chunk, video)
 
-    def generate(self, image, audio, sample_rate: int, seed: int = 0, progress: StepCallback | None = None, **options) -> torch.Tensor:
+    def generate(self, image, audio, sample_rate: int, seed: int = 0, progress: StepCallback | None = None,
+                 face_box: tuple[float, float, float, float] | None = None, **options) -> torch.Tensor:
         """The whole video: frames [N, H, W, 3] float32 in 0..1, N = ceil(audio seconds * fps)."""
-        return torch.cat(list(self.stream(image, audio, sample_rate, seed=seed, progress=progress, **options)))
+        frames = self.stream(image, audio, sample_rate, seed=seed, progress=progress, face_box=face_box, **options)
+        return torch.cat(list(frames))
 

@@ -48,6 +48,7 @@ class Reference:
 
     image: torch.Tensor  # [1, 3, 1, H, W] in [-1, 1]
     latent: torch.Tensor  # [1, C, K, h, w]: the still image held for a K-latent clip, encoded
+    face: torch.Tensor | None = None  # [1, C, 1, h, w]: the face crop, encoded (face.py), for the identity branch
 
     @property
     def chunk_latents(self) -> int:
@@ -180,7 +181,8 @@ def sample_chunk(
     intensity = intensity_controls(cfg, dit)  # [1, 2]
 
     def model_fn(x: torch.Tensor, t: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        return dit(x, reference.latent.expand(x.shape[0], -1, -1, -1, -1), t, audio, intensity)  # ref [B, C, K, h, w]
+        ref = reference.latent.expand(x.shape[0], -1, -1, -1, -1)  # [B, C, K, h, w]
+        return dit(x, ref, t, audio, intensity, reference.face)
 
     if cfg.cfg_scale != 1.0:
         model_fn = audio_guidance(model_fn, cfg.cfg_scale, null_audio_tokens(dit, dit.config.audio, talk.clip_frames, like))
