@@ -14,6 +14,7 @@ from rap_core.config import VAEConfig, get_preset
 from rap_core.errors import CheckpointError, RAPInputError
 from rap_core.loading.strict import check_state_dict, load_state_dict_strict
 from rap_core.loading.vae_keys import convert_vae_state_dict
+from rap_core.models import vae as vae_module
 from rap_core.models.vae import DepthToSpace, Downsample, build_vae, temporal_halo
 
 CHANNELS = (8, 16, 32, 32)
@@ -234,3 +235,27 @@ def test_bad_shapes_are_refused():
         vae.encode(torch.zeros(1, 9, 64, 64, 3))
     with pytest.raises(RAPInputError, match=r"\[B, 8, F, h, w\]"):
         vae.decode(torch.zeros(1, 4, 2, 2, 2))
+
+
+def test_onednn_convolutions_match_the_layers_and_leave_training_alone(monkeypatch):
+    vae = build_vae(get_preset("demo")).eval()
+    z = torch.randn(1, 64, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    decisions = []
+
+    def spy(x, conv):
+        decisions.append(fits(x, conv))
+        return decisions[-1]
+
+    fits = vae_module._onednn_fits
+    monkeypatch.setattr(vae_module, "_onednn_fits", spy)
+    with torch.no_grad():
+        fast = vae.decode(z)
+    assert decisions and all(decisions)  # every causal conv of an inference decode ran on oneDNN
+    monkeypatch.setattr(vae_module, "_onednn_fits", lambda x, conv: False)
+    with torch.no_grad():
+        plain = vae.decode(z)
+    assert (fast - plain).abs().max() < 1e-5
+    decisions.clear()
+    monkeypatch.setattr(vae_module, "_onednn_fits", spy)
+    vae.decode(z).square().mean().backward()  # training: autograd needs the layers' own forward
+    assert decisions and not any(decisions) and vae.decoder.conv_in.conv.weight.grad is not None
