@@ -1,5 +1,6 @@
 """Training: static-dynamic windows, the loss, resume, and two-process DDP through torchrun."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -148,3 +149,12 @@ def test_a_fresh_run_can_start_from_given_weights(data_dir, tmp_path):
     tuned = load_file(tmp_path / "run" / "dit.safetensors")
     assert tuned.keys() == start.state_dict().keys()
     assert all(torch.equal(tuned[name], value) for name, value in start.state_dict().items())  # lr 0: unchanged
+
+
+def test_training_reaches_the_intensity_and_identity_branches(data_dir, tmp_path):
+    config = TINY.replace(dit=dataclasses.replace(TINY.dit, intensity_control=True, identity_attention=True))
+    train(config, ClipSet(data_dir), tmp_path, TrainConfig(steps=2, batch_size=2, lr=1e-3, ema_decay=0.0),
+          progress=False)
+    weights = load_file(tmp_path / "dit.safetensors")  # EMA with decay 0: the trained weights
+    assert weights["intensity.mlp.2.weight"].abs().max() > 0  # both branches started silent: training moved them
+    assert all(weights[f"identity.attn.{i}.o.weight"].abs().max() > 0 for i in range(TINY.dit.num_layers))  # faces fed

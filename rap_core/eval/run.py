@@ -40,7 +40,7 @@ def evaluate(pipe: RAPPipeline, clips: int, seconds: float, seed: int = 0, **opt
         identity = sample_identity(HELDOUT_IDENTITIES + seed + index)
         still, marks = portrait(identity, size), layout(identity, size)
         audio = heldout_speech(seed * 1000 + index * 100, seconds)
-        frames = pipe.generate(still, audio, SAMPLE_RATE, seed=seed + index, **options)
+        frames = pipe.generate(still, audio, SAMPLE_RATE, seed=seed + index, face_box=marks.face_box, **options)
         opening, envelope = mouth_opening(frames, marks.mouth_box), loudness_envelope(audio, SAMPLE_RATE, fps)
         sync = lipsync_score(opening, envelope)
         offsets = head_offsets(frames, still, head_region(marks.face_skin, marks.mouth_box))  # [T, 2]

@@ -25,6 +25,7 @@ from .identity import Identity
 from .layers import face_layers
 from .shapes import coverage
 
+FACE_MARGIN = 0.2  # the face box reaches this share of the face oval's size beyond it, each way
 SWAY_LIMIT = 0.03  # largest head offset per axis, normalised units (the image is 2 wide)
 MIN_SIZE = 32
 _CHUNK_PIXELS = 1 << 22  # frames are drawn in groups of at most this many pixels
@@ -37,11 +38,14 @@ class Layout:
     background [size, size] bool: pixels that only ever show the background.
     face_skin [size, size] bool: pixels that only ever show bare face skin (`identity.skin`).
     mouth_box (y0, y1, x0, x1): pixel rows y0..y1-1 and columns x0..x1-1 hold the lips and mouth.
+    face_box (top, bottom, left, right): fractions of the image around the face oval at rest, grown
+    by FACE_MARGIN of its size each way: the crop the identity branch sees (rap_core/face.py).
     """
 
     background: torch.Tensor
     face_skin: torch.Tensor
     mouth_box: tuple[int, int, int, int]
+    face_box: tuple[float, float, float, float]
 
 
 def _axis(size: int) -> torch.Tensor:
@@ -151,8 +155,13 @@ def layout(identity: Identity, size: int) -> Layout:
         if layer.role == "mouth":
             mouth[y0:y1, x0:x1] |= nearest
     rows, cols = torch.nonzero(mouth, as_tuple=True)
+    face_rows, face_cols = torch.nonzero(face, as_tuple=True)
+    top, bottom = int(face_rows.min()) / size, (int(face_rows.max()) + 1) / size
+    left, right = int(face_cols.min()) / size, (int(face_cols.max()) + 1) / size
+    grow_y, grow_x = FACE_MARGIN * (bottom - top), FACE_MARGIN * (right - left)
     return Layout(
         background=~covered,
         face_skin=face & ~front,
         mouth_box=(int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1),
+        face_box=(max(top - grow_y, 0.0), min(bottom + grow_y, 1.0), max(left - grow_x, 0.0), min(right + grow_x, 1.0)),
     )

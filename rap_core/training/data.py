@@ -1,6 +1,6 @@
 """Training data: talking-head clips encoded once (VAE latents, audio features, the reference
-latent, face and mouth masks on the latent grid, the clip's motion statistics), stored as one
-safetensors file per clip, and sampled into static-dynamic training windows.
+latent, face and mouth masks on the latent grid, the clip's motion statistics, the face crop's
+latent), stored as one safetensors file per clip, and sampled into static-dynamic training windows.
 
 Motion-intensity labels come from the clips themselves: the spread of the mouth opening (the
 expression) and of the head position (the head motion), each turned into its percentile over the
@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from ..audio_features import AudioFeatures, EncodedAudio
 from ..config import RAPConfig
 from ..errors import RAPInputError
+from ..face import encode_face
 from ..media import prepare_image
 from ..models.audio import AudioEncoder
 from ..models.vae import VideoVAE
@@ -38,6 +39,7 @@ class EncodedClip:
     face_mask: torch.Tensor  # [h, w] in 0..1
     mouth_mask: torch.Tensor  # [h, w] in 0..1, the mouth box
     motion: torch.Tensor  # [2] std of the mouth opening, spread (norm of the std) of the head position
+    face: torch.Tensor  # [C, 1, h, w] the portrait's face crop, encoded (rap_core.face), for the identity branch
 
     def as_dict(self) -> dict[str, torch.Tensor]:
         return {field.name: getattr(self, field.name).contiguous() for field in dataclasses.fields(self)}
@@ -51,6 +53,7 @@ class TrainingBatch:
     face_mask: torch.Tensor  # [B, h, w]
     mouth_mask: torch.Tensor  # [B, h, w]
     intensity: torch.Tensor  # [B, 2] (expression, head motion) percentiles in 0..1
+    face: torch.Tensor  # [B, C, 1, h, w]
 
     def to(self, device, dtype=None) -> TrainingBatch:
         return TrainingBatch(*(getattr(self, field.name).to(device, dtype) for field in dataclasses.fields(self)))
@@ -60,10 +63,11 @@ class TrainingBatch:
 def encode_clip(
     config: RAPConfig, vae: VideoVAE, audio_encoder: AudioEncoder, frames: torch.Tensor, audio: torch.Tensor,
     portrait: torch.Tensor, face_mask: torch.Tensor, mouth_mask: torch.Tensor, motion: torch.Tensor,
+    face_box: tuple[float, float, float, float] | None = None,
 ) -> EncodedClip:
     """frames [T, H, W, 3] in 0..1 at the preset's size; audio [S] mono at the preset's rate with
     T = ceil(S * fps / rate); portrait [H, W, 3] in 0..1; face_mask, mouth_mask [H, W] (pixels);
-    motion [2] (see EncodedClip) -> EncodedClip."""
+    motion [2] (see EncodedClip); face_box (rap_core.face; None: its centre crop) -> EncodedClip."""
     stride, window = vae.temporal_stride, config.sampling.chunk_latents
     num_latents = latent_frame_count(frames.shape[0], stride)
     covered = covered_video_frames(num_latents, stride)
@@ -71,9 +75,12 @@ def encode_clip(
     video = torch.cat([video, repeat(video[:, :, -1:], "b c 1 h w -> b c t h w", t=covered - frames.shape[0])], dim=2)
     latents = vae.encode(video)[0]  # [C, F, h, w]
     features = AudioFeatures(audio_encoder, audio, config).encode_all(covered + config.audio.window // 2)[0]
-    reference = encode_reference(vae, prepare_image(portrait, config.height, config.width), window).latent[0]
-    face, mouth = (F.adaptive_avg_pool2d(m.float()[None, None], latents.shape[-2:])[0, 0] for m in (face_mask, mouth_mask))
-    return EncodedClip(latents, features, reference, face, mouth, motion.float())  # masks [h, w]
+    picture = prepare_image(portrait, config.height, config.width)  # [3, H, W]
+    reference = encode_reference(vae, picture, window).latent[0]
+    face = encode_face(vae, picture, face_box)[0]  # [C, 1, h, w]
+    grid = latents.shape[-2:]
+    face_grid, mouth_grid = (F.adaptive_avg_pool2d(m.float()[None, None], grid)[0, 0] for m in (face_mask, mouth_mask))
+    return EncodedClip(latents, features, reference, face_grid, mouth_grid, motion.float(), face)  # masks [h, w]
 
 
 def mouth_region(layout: Layout) -> torch.Tensor:
@@ -116,7 +123,7 @@ def synthetic_clips(
         marks = layout(clip.identity, config.height)
         still = portrait(clip.identity, config.height)
         clips.append(encode_clip(config, vae, audio_encoder, clip.frames, clip.audio, still, face_region(marks),
-                                 mouth_region(marks), motion_statistics(clip.openness, clip.sway)))
+                                 mouth_region(marks), motion_statistics(clip.openness, clip.sway), marks.face_box))
     return clips
 
 
@@ -153,7 +160,7 @@ class ClipSet:
               stride: int) -> TrainingBatch:
         """`batch_size` windows of `window` latents from clips drawn at random."""
         picks = torch.randint(len(self.clips), (batch_size,), generator=generator).tolist()
-        latents, references, audio, masks, mouths = [], [], [], [], []
+        latents, references, audio, masks, mouths, faces = [], [], [], [], [], []
         for index in picks:
             clip = self.clips[index]
             start = sample_window(clip.latents.shape[1], window, beta, generator)
@@ -164,7 +171,8 @@ class ClipSet:
             audio.append(features.windows(first, end)[0])  # [T, W, L, Ca]
             masks.append(clip.face_mask)
             mouths.append(clip.mouth_mask)
+            faces.append(clip.face)
         return TrainingBatch(
             torch.stack(latents), torch.stack(references), torch.stack(audio), torch.stack(masks), torch.stack(mouths),
-            self.intensity[picks],
+            self.intensity[picks], torch.stack(faces),
         )

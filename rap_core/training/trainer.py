@@ -56,11 +56,12 @@ class Denoiser(nn.Module):
         self.dit = dit
 
     def forward(
-        self, x: torch.Tensor, ref: torch.Tensor, t: torch.Tensor, windows: torch.Tensor, intensity: torch.Tensor
+        self, x: torch.Tensor, ref: torch.Tensor, t: torch.Tensor, windows: torch.Tensor, intensity: torch.Tensor,
+        face: torch.Tensor,
     ) -> torch.Tensor:
-        """x, ref [B, C, K, h, w]; t [B] in 0..1000; windows [B, T, W, L, Ca]; intensity [B, 2] (used by
-        a DiT with intensity controls) -> velocity [B, C, K, h, w]."""
-        return self.dit(x, ref, t, self.dit.encode_audio(windows), intensity)
+        """x, ref [B, C, K, h, w]; t [B] in 0..1000; windows [B, T, W, L, Ca]; intensity [B, 2] and face
+        [B, C, 1, h, w] (used by a DiT with those branches) -> velocity [B, C, K, h, w]."""
+        return self.dit(x, ref, t, self.dit.encode_audio(windows), intensity, face)
 
 
 def _distributed() -> tuple[int, int, torch.device]:
@@ -87,7 +88,7 @@ def _loss(model: nn.Module, batch: TrainingBatch, cfg: TrainConfig, generator: t
     x_t, target = noised(batch.latents, t, noise)
     keep = (torch.rand(size, generator=generator) >= cfg.audio_dropout).to(batch.audio_windows)
     windows = batch.audio_windows * keep.view(-1, 1, 1, 1, 1)  # dropped samples see all-zero features
-    v = model(x_t, batch.reference, t * 1000, windows, batch.intensity)
+    v = model(x_t, batch.reference, t * 1000, windows, batch.intensity, batch.face)
     return rap_loss(v, target, batch.face_mask, cfg.face_weight, cfg.motion_weight, batch.mouth_mask, cfg.lip_weight)
 
 
