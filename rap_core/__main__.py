@@ -135,7 +135,8 @@ def run_eval(args: argparse.Namespace) -> int:
     rows = []
     for continuity in tqdm(args.continuity, unit="mode", desc="eval"):
         rows.append({"continuity": continuity, **evaluate(pipe, args.clips, args.seconds, args.seed, continuity=continuity)})
-    print(format_table(rows, ["continuity", "r", "lag", "shuffled_r", "mouth_std", "head_amplitude", "drift_ratio"]))
+    columns = ["continuity", "r", "lag", "shuffled_r", "mouth_std", "head_amplitude", "drift_ratio", "identity_error"]
+    print(format_table(rows, columns))
     return 0
 
 

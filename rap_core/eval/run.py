@@ -33,7 +33,8 @@ def heldout_speech(seed: int, seconds: float) -> torch.Tensor:
 def evaluate(pipe: RAPPipeline, clips: int, seconds: float, seed: int = 0, **options) -> dict:
     """Mean lip-sync r, best lag, shuffled-audio r, the spread of the mouth opening (std, pixels of
     interior) and of the head position (motion_amplitude, pixels) and, for talks of at least 10 s,
-    the drift ratio over `clips` held-out talks of `seconds` each; `options` are sampling options."""
+    the drift ratio and the mean identity-colour error (eval.drift) over `clips` held-out talks of
+    `seconds` each; `options` are sampling options."""
     size, fps = pipe.config.height, pipe.config.fps
     rows = []
     for index in range(clips):
@@ -49,6 +50,7 @@ def evaluate(pipe: RAPPipeline, clips: int, seconds: float, seed: int = 0, **opt
         if frames.shape[0] >= 2 * 5 * fps:
             curve = drift_curve(frames, still, marks.background, marks.face_skin)
             row["drift_ratio"] = drift_ratio(curve.background, fps)
+            row["identity_error"] = float(curve.identity.mean())
         rows.append(row)
     keys = rows[0].keys()
     return {key: sum(row[key] for row in rows) / len(rows) for key in keys}
