@@ -220,3 +220,7 @@ def test_head_offsets_recover_the_synthetic_sway_in_pixels():
 def test_spearman_ranks():
     assert spearman([0.0, 0.25, 0.5, 0.75, 1.0], [0.1, 0.2, 0.5, 0.55, 3.0]) == pytest.approx(1.0)
     assert spearman([0.0, 0.25, 0.5, 0.75, 1.0], [3.0, 0.2, 0.5, 0.55, 0.1]) == pytest.approx(-0.6)
+
+
+def test_spearman_gives_ties_their_mean_rank():
+    assert spearman([0.0, 0.5, 1.0], [1.0, 1.0, 2.0]) == pytest.approx(math.sqrt(3) / 2)

@@ -8,6 +8,7 @@ import torch
 
 from ..pipeline import RAPPipeline
 from ..synthetic import SAMPLE_RATE, layout, portrait, sample_identity, sample_utterance, synthesize
+from ..training.data import percentiles
 from .drift import drift_curve, drift_ratio
 from .lipsync import lipsync_score, loudness_envelope, mouth_opening, shuffled_control
 from .motion import head_offsets, head_region, motion_amplitude
@@ -56,17 +57,10 @@ def evaluate(pipe: RAPPipeline, clips: int, seconds: float, seed: int = 0, **opt
     return {key: sum(row[key] for row in rows) / len(rows) for key in keys}
 
 
-def _ranks(values: list[float]) -> torch.Tensor:
-    order = torch.tensor(values).argsort()
-    ranks = torch.empty(len(values))
-    ranks[order] = torch.arange(len(values), dtype=torch.float32)
-    return ranks
-
-
 def spearman(a: list[float], b: list[float]) -> float:
-    """Rank correlation of two equally long lists without ties."""
-    ranks = torch.stack([_ranks(a), _ranks(b)])
-    return float(torch.corrcoef(ranks)[0, 1])
+    """Rank correlation of two equally long lists (tied values share their mean rank)."""
+    ranks = percentiles(torch.tensor([a, b], dtype=torch.float32).T)  # [N, 2]
+    return float(torch.corrcoef(ranks.T)[0, 1])
 
 
 SWEEP_MEASURE = {"expression": "mouth_std", "head_motion": "head_amplitude"}  # what each control should move
