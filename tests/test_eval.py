@@ -18,7 +18,7 @@ from rap_core.eval import (
     mouth_opening,
     shuffled_control,
 )
-from rap_core.eval.motion import head_offsets, head_region, motion_amplitude
+from rap_core.eval.motion import TRACKING_REACH_PX, head_offsets, head_region, motion_amplitude
 from rap_core.eval.run import spearman
 from rap_core.synthetic import layout, make_clip
 from rap_core.synthetic import portrait as still_portrait
@@ -171,6 +171,12 @@ def test_drift_curve_sees_colour_drift_but_not_head_sway():
     swayed = drift_curve(torch.stack([portrait(shift=s) for s in (-2, 2, 0, 2, -2)]), reference, background, face_skin)
     assert float(swayed.background.max()) < 1e-6
     assert float(swayed.identity.max()) < 0.005
+    # a head that moves further than a still mask allows: followed, its skin keeps its colour
+    far = torch.stack([portrait(shift=s) for s in (-8, 8, 0, 8, -8)])
+    offsets = torch.tensor([[s, 0.0] for s in (-8, 8, 0, 8, -8)])
+    clear = (y < 5) | (y > 27)  # rows the moving disc never reaches
+    assert float(drift_curve(far, reference, clear, face_skin).identity.max()) > 0.02
+    assert float(drift_curve(far, reference, clear, face_skin, offsets).identity.max()) < 0.002
     drifting = torch.stack([portrait(backdrop_shift=0.01 * t) for t in range(10)])
     curve = drift_curve(drifting, reference, background, face_skin)
     assert torch.all(curve.background.diff() > 0.005) and torch.all(curve.identity.diff() > 0.002)
@@ -207,14 +213,15 @@ def test_format_table_lines_up_and_is_markdown():
 def test_head_offsets_recover_the_synthetic_sway_in_pixels():
     for seed in (3, 11):
         clip = make_clip(seed, size=64)
-        marks = layout(clip.identity, 64)
-        offsets = head_offsets(clip.frames, still_portrait(clip.identity, 64), head_region(marks.face_skin, marks.mouth_box))
+        marks, pose = layout(clip.identity, 64), layout(clip.identity, 64, sway=TRACKING_REACH_PX * 2 / 64)
+        region = head_region(pose.face_skin, marks.mouth_box)
+        offsets = head_offsets(clip.frames, still_portrait(clip.identity, 64), region)
         truth = clip.sway * 32  # normalised units (the image is 2 wide) -> pixels
-        assert (offsets - truth).abs().max() < 0.5  # of a sway reaching +-1 px
+        assert truth.abs().max() > 1.5 and (offsets - truth).abs().max() < 0.5  # of a sway reaching +-2.5 px
         assert torch.corrcoef(torch.cat([offsets, truth], 1).T)[[0, 1], [2, 3]].min() > 0.9
         assert abs(motion_amplitude(offsets) - motion_amplitude(truth)) < 0.1 * motion_amplitude(truth)
     with pytest.raises(RAPInputError, match="must match the frames"):
-        head_offsets(clip.frames[:, :32], still_portrait(clip.identity, 64), head_region(marks.face_skin, marks.mouth_box))
+        head_offsets(clip.frames[:, :32], still_portrait(clip.identity, 64), region)
 
 
 def test_spearman_ranks():

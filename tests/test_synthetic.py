@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from rap_core.errors import RAPInputError
-from rap_core.synthetic.clip import blink_track, make_clip, portrait, sway_track
+from rap_core.eval.motion import TRACKING_REACH_PX, follow
+from rap_core.synthetic.clip import HEAD_ENERGY, NOD_SHARE, blink_track, make_clip, portrait, sway_track
 from rap_core.synthetic.identity import sample_identity
 from rap_core.eval.lipsync import loudness_envelope
 from rap_core.synthetic.mouth import mouth_track
@@ -81,12 +82,16 @@ def test_mouth_opening_follows_the_loudness_of_real_speech():
 
 def test_background_and_skin_stay_still_while_the_head_sways_and_the_mouth_talks(clip):
     plan = layout(clip.identity, 64)
-    assert plan.background.sum() > 1000 and plan.face_skin.sum() > 5
+    assert plan.background.sum() > 1000
     background = clip.frames[:, plan.background]  # [T, pixels, 3]
     assert torch.equal(background, background[:1].expand_as(background))
-    skin = clip.frames[:, plan.face_skin]
+    assert (clip.sway.amax(0) - clip.sway.amin(0) > 0.25 * SWAY_LIMIT).all()  # the head really moved
+    # the still's skin, within a tracker's reach, stays skin wherever the head goes when it follows the head
+    pose = layout(clip.identity, 64, sway=TRACKING_REACH_PX * 2 / 64)
+    moved = follow(pose.face_skin, clip.sway * 32)  # [T, 64, 64]; the sway in pixels
+    assert pose.face_skin.sum() > 30 and (moved.sum((1, 2)) > 0.9 * pose.face_skin.sum()).all()
+    skin = clip.frames[moved]  # [pixels of all frames, 3]
     assert (skin - torch.tensor(clip.identity.skin)).abs().max() < 1e-6
-    assert (clip.sway.amax(0) - clip.sway.amin(0) > 0.5 * SWAY_LIMIT).all()  # the head really moved
     y0, y1, x0, x1 = plan.mouth_box
     mouth = clip.frames[:, y0:y1, x0:x1]
     closed, opened = clip.openness.argmin(), clip.openness.argmax()
@@ -122,12 +127,13 @@ def test_faces_render_at_every_size():
         assert (y1 - y0) / size < 0.3 and (x1 - x0) / size < 0.3
 
 
-def test_blinks_and_sway_come_from_the_seed_not_the_audio():
+def test_blinks_and_the_sideways_sway_come_from_the_seed_not_the_audio():
     other = Utterance("Anna sold a heavy box.", "en-us", 200, 40)
     first, second = make_clip(5, size=32), make_clip(5, size=32, utterance=other)
     frames = min(first.blink.shape[0], second.blink.shape[0])
     assert torch.equal(first.blink[:frames], second.blink[:frames])
-    assert torch.equal(first.sway[:frames], second.sway[:frames])
+    assert torch.equal(first.sway[:frames, 0], second.sway[:frames, 0])
+    assert not torch.equal(first.sway[:frames, 1], second.sway[:frames, 1])  # the nod follows the speech
     assert not torch.equal(first.openness[:frames], second.openness[:frames])
 
 
@@ -142,11 +148,28 @@ def test_blinks_come_every_two_to_six_seconds_and_last_three_or_four_frames():
 
 
 def test_sway_is_slow_and_small():
-    sway = sway_track(random.Random(1), 30 * FPS)
-    assert sway.abs().max() <= SWAY_LIMIT
+    audio = synthesize("The farmer found a wooden chair before lunch.", "en-us", 160, 50)
+    openness = mouth_track(audio, SAMPLE_RATE).openness.repeat(10)  # [T] about 30 s of talking
+    for energy in HEAD_ENERGY:
+        sway = sway_track(random.Random(1), openness, energy)
+        assert sway.abs().max() <= SWAY_LIMIT
+        step = sway.diff(dim=0).abs()
+        assert step.mean() < 0.05 * SWAY_LIMIT and step.max() < 0.25 * SWAY_LIMIT  # drifts, never jumps
     assert sway.std(0).min() > 0.2 * SWAY_LIMIT
-    step = sway.diff(dim=0).abs()
-    assert step.mean() < 0.05 * SWAY_LIMIT and step.max() < 0.25 * SWAY_LIMIT  # drifts, never jumps
+
+
+def test_the_head_nods_with_the_loudness_as_deep_as_its_energy():
+    audio = synthesize("Anna sold a heavy box near the river.", "en-us", 170, 45)
+    openness = mouth_track(audio, SAMPLE_RATE).openness
+    restless, calm = HEAD_ENERGY[1], HEAD_ENERGY[0]
+    talking, silent = (sway_track(random.Random(4), o, restless) for o in (openness, torch.zeros_like(openness)))
+    assert torch.equal(talking[:, 0], silent[:, 0])  # the walk comes from the seed alone
+    nod = talking[:, 1] - silent[:, 1]  # [T] down is positive
+    deepest = NOD_SHARE * SWAY_LIMIT * float(openness.max())
+    assert nod.min() >= 0 and 0.5 * deepest < nod.max() <= deepest + 1e-7
+    assert torch.corrcoef(torch.stack([nod, openness]))[0, 1] > 0.8
+    small = sway_track(random.Random(4), openness, calm)[:, 1] - sway_track(random.Random(4), 0 * openness, calm)[:, 1]
+    assert float(small.max()) == pytest.approx(float(nod.max()) * calm / restless, rel=1e-4)
 
 
 def test_train_and_heldout_speech_pools_share_no_voice_or_sentence():

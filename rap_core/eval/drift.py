@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 
 from ..errors import RAPInputError
 from .frames import as_video
+from .motion import follow
 
 _BATCH = 64  # frames compared at a time, so a minute of video never needs a second copy in memory
 DENOMINATOR_FLOOR = 1 / 255  # one 8-bit grey level: smaller errors are quantisation, not drift
@@ -39,14 +41,15 @@ def _mask(mask, shape: tuple[int, int], name: str) -> torch.Tensor:
     return region
 
 
-def drift_curve(frames, reference, background, face_skin) -> Drift:
+def drift_curve(frames, reference, background, face_skin, head: torch.Tensor | None = None) -> Drift:
     """frames [T, H, W, 3], reference [H, W, 3] (floats 0..1), background and face_skin [H, W] bool
-    -> Drift(background [T], identity [T]).
+    (of the reference), head [T, 2] (x, y) pixels or None -> Drift(background [T], identity [T]).
 
     The background error compares pixel by pixel, so it sees any change of the static scenery.
-    The identity error compares each region's median colour only, so a head that sways by a few
-    pixels (moving skin over the mask's edge) does not count as drift while a change of skin or
-    backdrop colour does.
+    The identity error compares each region's median colour only, so a head that sways by a pixel
+    (moving skin over the mask's edge) does not count as drift while a change of skin or backdrop
+    colour does. Given the head's offset in every frame (eval.motion.head_offsets), the skin mask
+    follows it (eval.motion.follow).
     """
     video = as_video(frames)
     _, height, width, _ = video.shape
@@ -59,14 +62,21 @@ def drift_curve(frames, reference, background, face_skin) -> Drift:
     target = target.to(torch.float32)
     scenery = _mask(background, (height, width), "background")
     skin = _mask(face_skin, (height, width), "face_skin")
+    if head is not None and tuple(head.shape) != (video.shape[0], 2):
+        raise RAPInputError(f"The head offsets must be [T, 2] = [{video.shape[0]}, 2], got {tuple(head.shape)}.")
     target_scenery, target_skin = target[scenery], target[skin]  # [N, 3], [M, 3]
     scenery_colour, skin_colour = target_scenery.median(dim=0).values, target_skin.median(dim=0).values  # [3]
     background_error, identity_error = [], []
-    for batch in video.split(_BATCH):
+    for start, batch in zip(range(0, video.shape[0], _BATCH), video.split(_BATCH)):
         pixels = batch[:, scenery]  # [t, N, 3]
         background_error.append((pixels - target_scenery).abs().mean(dim=(1, 2)))
         scenery_shift = (pixels.median(dim=1).values - scenery_colour).abs().mean(dim=1)  # [t]
-        skin_shift = (batch[:, skin].median(dim=1).values - skin_colour).abs().mean(dim=1)  # [t]
+        if head is None:
+            skin_pixels = batch[:, skin]  # [t, M, 3]
+        else:
+            moved = follow(skin, head[start : start + batch.shape[0]])  # [t, H, W]
+            skin_pixels = rearrange(batch.masked_fill(~moved[..., None], torch.nan), "t h w c -> t (h w) c")
+        skin_shift = (skin_pixels.nanmedian(dim=1).values - skin_colour).abs().mean(dim=1)  # [t]
         identity_error.append((scenery_shift + skin_shift) / 2)
     return Drift(torch.cat(background_error), torch.cat(identity_error))
 

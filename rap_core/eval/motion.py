@@ -15,6 +15,21 @@ from .frames import as_video
 
 _ITERATIONS = 8  # Gauss-Newton steps; offsets here are a few pixels at most
 _EDGE_REACH = 3  # pixels the face-skin mask is grown by, to take in the head's outline
+TRACKING_REACH_PX = 1.0  # a followed mask's error: half a pixel of rounding, half of tracking
+
+
+def follow(mask: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """mask [H, W] bool (of the still), offsets [T, 2] (x, y) pixels -> [T, H, W] bool: the mask
+    moved by each offset rounded to whole pixels; what moves in from beyond the frame is False.
+    A mask stable within TRACKING_REACH_PX (synthetic.layout with that sway) stays valid."""
+    height, width = mask.shape
+    moved = torch.zeros(offsets.shape[0], height, width, dtype=torch.bool)
+    for frame, (dx, dy) in enumerate(offsets.round().long().tolist()):
+        dx, dy = max(-width, min(width, dx)), max(-height, min(height, dy))
+        moved[frame, max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = (
+            mask[max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)]
+        )
+    return moved
 
 
 def head_region(face_skin: torch.Tensor, mouth_box: tuple[int, int, int, int]) -> torch.Tensor:

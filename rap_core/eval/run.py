@@ -11,7 +11,7 @@ from ..synthetic import SAMPLE_RATE, layout, portrait, sample_identity, sample_u
 from ..training.data import percentiles
 from .drift import drift_curve, drift_ratio
 from .lipsync import lipsync_score, loudness_envelope, mouth_opening, shuffled_control
-from .motion import head_offsets, head_region, motion_amplitude
+from .motion import TRACKING_REACH_PX, head_offsets, head_region, motion_amplitude
 
 HELDOUT_IDENTITIES = 1_000_000  # identity seeds from here on are never used for training data
 PAUSE_S = 0.3
@@ -41,15 +41,16 @@ def evaluate(pipe: RAPPipeline, clips: int, seconds: float, seed: int = 0, **opt
     for index in range(clips):
         identity = sample_identity(HELDOUT_IDENTITIES + seed + index)
         still, marks = portrait(identity, size), layout(identity, size)
+        pose = layout(identity, size, sway=TRACKING_REACH_PX * 2 / size)  # the still's masks, to follow the head
         audio = heldout_speech(seed * 1000 + index * 100, seconds)
         frames = pipe.generate(still, audio, SAMPLE_RATE, seed=seed + index, face_box=marks.face_box, **options)
         opening, envelope = mouth_opening(frames, marks.mouth_box), loudness_envelope(audio, SAMPLE_RATE, fps)
         sync = lipsync_score(opening, envelope)
-        offsets = head_offsets(frames, still, head_region(marks.face_skin, marks.mouth_box))  # [T, 2]
+        offsets = head_offsets(frames, still, head_region(pose.face_skin, marks.mouth_box))  # [T, 2]
         row = {"r": sync.r, "lag": sync.lag, "shuffled_r": shuffled_control(opening, envelope, seed=index),
                "mouth_std": float(opening.std()), "head_amplitude": motion_amplitude(offsets)}
         if frames.shape[0] >= 2 * 5 * fps:
-            curve = drift_curve(frames, still, marks.background, marks.face_skin)
+            curve = drift_curve(frames, still, marks.background, pose.face_skin, offsets)
             row["drift_ratio"] = drift_ratio(curve.background, fps)
             row["identity_error"] = float(curve.identity.mean())
         rows.append(row)

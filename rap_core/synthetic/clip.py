@@ -1,10 +1,12 @@
-"""A synthetic talking-head clip: a face speaking one utterance, with blinks and a little sway.
+"""A synthetic talking-head clip: a face speaking one utterance, with blinks and a swaying head.
 
-Only the mouth follows the audio. Blinks (one every 2-6 s, 3-4 frames long) and the head sway (a
-slow, smooth random walk within +-SWAY_LIMIT) come from the seed alone, so nothing but the mouth
-tells what is being said. Each clip also has its own temperament, drawn from the seed: how wide
-the mouth opens for the same loudness (EXPRESSION_GAIN) and how restless the head is
-(HEAD_ENERGY); the motion-intensity controls learn from the difference.
+The mouth follows the audio, and so does a nod: the head dips with the loudness of the last and
+next two frames (the stress of speech, which real speakers mark with their heads too). Blinks (one
+every 2-6 s, 3-4 frames long) and the rest of the sway (a slow, smooth random walk) come from the
+seed alone, so nothing but the mouth tells what is being said. Each clip also has its own
+temperament, drawn from the seed: how wide the mouth opens for the same loudness
+(EXPRESSION_GAIN) and how restless the head is (HEAD_ENERGY, which scales both the walk and the
+nod); the motion-intensity controls learn from the difference.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import random
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 
 from .identity import Identity, sample_identity
 from .mouth import REST_WIDTH, mouth_track
@@ -22,8 +26,10 @@ from .speech import SAMPLE_RATE, Utterance, sample_utterance, synthesize
 BLINK_GAP_S = (2.0, 6.0)
 _BLINKS = ((0.5, 1.0, 0.5), (0.4, 1.0, 1.0, 0.4))  # eyelid closure over a 3- or 4-frame blink
 _SWAY_DAMPING, _SWAY_PULL, _SWAY_NOISE = 0.1, 0.02, 0.03  # per frame: velocity decay, pull to the centre, velocity noise
-EXPRESSION_GAIN = (0.4, 1.0)  # range of the per-clip factor on the mouth opening
-HEAD_ENERGY = (0.25, 2.0)  # range of the per-clip factor on the sway's velocity noise
+EXPRESSION_GAIN = (0.7, 1.2)  # range of the per-clip factor on the mouth opening (clamped to 1)
+HEAD_ENERGY = (0.25, 2.0)  # range of the per-clip factor on the walk's velocity noise and the nod's depth
+NOD_SHARE = 0.45  # of SWAY_LIMIT: the nod of the most restless clip at full loudness; the walk keeps the rest
+NOD_FRAMES = 5  # frames of loudness the nod follows, centred (the audio window's +-2 frames)
 
 
 @dataclass(frozen=True)
@@ -54,16 +60,21 @@ def blink_track(rng: random.Random, frames: int, fps: int) -> torch.Tensor:
     return track
 
 
-def sway_track(rng: random.Random, frames: int, energy: float = 1.0) -> torch.Tensor:
-    """[T, 2] head offset: a random walk of the velocity (so the head drifts, never jumps), pulled
-    back towards the centre and squashed (tanh) to stay within SWAY_LIMIT; `energy` scales the
-    velocity noise."""
+def sway_track(rng: random.Random, openness: torch.Tensor, energy: float = 1.0) -> torch.Tensor:
+    """openness [T] (the mouth at gain 1) -> [T, 2] head offset within SWAY_LIMIT: a random walk of
+    the velocity (so the head drifts, never jumps), pulled back towards the centre and squashed
+    (tanh) into (1 - NOD_SHARE) of the limit, plus a downward nod of up to NOD_SHARE that follows
+    the opening averaged over NOD_FRAMES; `energy` scales the walk's velocity noise and the nod."""
     velocity, position, path = [0.0, 0.0], [0.0, 0.0], []
-    for _ in range(frames):
+    for _ in range(openness.shape[0]):
         velocity = [v * (1 - _SWAY_DAMPING) + energy * _SWAY_NOISE * rng.gauss(0.0, 1.0) for v in velocity]
         position = [p * (1 - _SWAY_PULL) + v for p, v in zip(position, velocity)]
         path.append(position)
-    return 0.95 * SWAY_LIMIT * torch.tanh(torch.tensor(path, dtype=torch.float32))
+    walk = 0.95 * (1 - NOD_SHARE) * SWAY_LIMIT * torch.tanh(torch.tensor(path, dtype=torch.float32))  # [T, 2]
+    padded = F.pad(rearrange(openness.float(), "t -> 1 1 t"), (NOD_FRAMES // 2,) * 2, mode="replicate")
+    stress = F.avg_pool1d(padded, NOD_FRAMES, stride=1)[0, 0]  # [T] in 0..1
+    depth = NOD_SHARE * SWAY_LIMIT * energy / HEAD_ENERGY[1]
+    return walk + torch.stack([torch.zeros_like(stress), depth * stress], dim=1)  # [T, 2]
 
 
 def make_clip(seed: int, size: int = 64, split: str = "train", fps: int = 25, utterance: Utterance | None = None) -> Clip:
@@ -74,10 +85,9 @@ def make_clip(seed: int, size: int = 64, split: str = "train", fps: int = 25, ut
     temperament = random.Random(f"temperament:{seed}")
     gain, energy = temperament.uniform(*EXPRESSION_GAIN), temperament.uniform(*HEAD_ENERGY)
     mouth = mouth_track(audio, SAMPLE_RATE, fps)
-    openness = gain * mouth.openness  # [T]
-    frames = openness.shape[0]
-    blink = blink_track(random.Random(f"blink:{seed}"), frames, fps)
-    sway = sway_track(random.Random(f"sway:{seed}"), frames, energy)
+    openness = (gain * mouth.openness).clamp(max=1.0)  # [T]
+    blink = blink_track(random.Random(f"blink:{seed}"), openness.shape[0], fps)
+    sway = sway_track(random.Random(f"sway:{seed}"), mouth.openness, energy)
     return Clip(
         frames=render(identity, openness, mouth.width, blink, sway, size),
         audio=audio, sample_rate=SAMPLE_RATE, openness=openness, identity=identity, utterance=utterance,

@@ -26,20 +26,22 @@ from .layers import face_layers
 from .shapes import coverage
 
 FACE_MARGIN = 0.2  # the face box reaches this share of the face oval's size beyond it, each way
-SWAY_LIMIT = 0.03  # largest head offset per axis, normalised units (the image is 2 wide)
+SWAY_LIMIT = 0.08  # largest head offset per axis, normalised units (the image is 2 wide): 5 px at 128 px
 MIN_SIZE = 32
 _CHUNK_PIXELS = 1 << 22  # frames are drawn in groups of at most this many pixels
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where an identity's pixels are stable, for every sway, blink and mouth state allowed.
+    """Where an identity's pixels are stable, for every blink and mouth state and every head offset
+    up to the layout's sway (SWAY_LIMIT: any frame; a pixel or so: the centre pose, for masks that
+    follow the head, eval.motion.follow).
 
     background [size, size] bool: pixels that only ever show the background.
     face_skin [size, size] bool: pixels that only ever show bare face skin (`identity.skin`).
     mouth_box (y0, y1, x0, x1): pixel rows y0..y1-1 and columns x0..x1-1 hold the lips and mouth.
-    face_box (top, bottom, left, right): fractions of the image around the face oval at rest, grown
-    by FACE_MARGIN of its size each way: the crop the identity branch sees (rap_core/face.py).
+    face_box (top, bottom, left, right): fractions of the image around the face oval of the centre
+    pose, grown by FACE_MARGIN of its size each way: the crop the identity branch sees (rap_core/face.py).
     """
 
     background: torch.Tensor
@@ -122,27 +124,31 @@ def render(identity: Identity, openness, width, blink, sway, size: int) -> torch
     return out
 
 
-def layout(identity: Identity, size: int) -> Layout:
-    """The stable regions of `identity` at `size` over every allowed sway, blink and mouth state.
+def layout(identity: Identity, size: int, sway: float = SWAY_LIMIT) -> Layout:
+    """The stable regions of `identity` at `size` over every blink and mouth state and every head
+    offset up to `sway` per axis (normalised units, 0..SWAY_LIMIT).
 
-    A moving shape whose signed distance at a pixel centre is d is at least d - sqrt(2)*SWAY_LIMIT
+    A moving shape whose signed distance at a pixel centre is d is at least d - sqrt(2)*sway
     away from it under any sway (distances change at most as fast as the point moves), so the masks
     compare distances at zero sway against that reach plus the anti-aliasing ramp and a quarter
     pixel for the estimate in `shapes.ellipse`; mouth and eye states are sampled on a 6x6 grid.
     """
     if size < MIN_SIZE:
         raise RAPInputError(f"The layout size must be at least {MIN_SIZE} pixels, got {size}.")
+    if not 0.0 <= sway <= SWAY_LIMIT:
+        raise RAPInputError(f"The layout's sway must lie in 0..{SWAY_LIMIT} (normalised units), got {sway}.")
     grid = torch.linspace(0.0, 1.0, 6)
     openness, width = (rearrange(v, "a b -> (a b)") for v in torch.meshgrid(grid, grid, indexing="ij"))  # [6, 6] -> [36]
     blink = torch.linspace(0.0, 1.0, openness.shape[0])
     pixel, axis = 2.0 / size, _axis(size)
     covered = torch.zeros(size, size, dtype=torch.bool)
     face = torch.zeros(size, size, dtype=torch.bool)
+    oval = torch.zeros(size, size, dtype=torch.bool)
     front = torch.zeros(size, size, dtype=torch.bool)
     mouth = torch.zeros(size, size, dtype=torch.bool)
     for layer in face_layers(identity, openness, width, blink, pixel):
-        reach = 0.5 * pixel + (math.sqrt(2.0) * SWAY_LIMIT + 0.25 * pixel if layer.moves else 0.0)
-        margin = SWAY_LIMIT if layer.moves else 0.0
+        reach = 0.5 * pixel + (math.sqrt(2.0) * sway + 0.25 * pixel if layer.moves else 0.0)
+        margin = sway if layer.moves else 0.0
         x0, x1 = _pixel_range(layer.box[0], layer.box[1], margin, size)
         y0, y1 = _pixel_range(layer.box[2], layer.box[3], margin, size)
         distance = layer.distance(axis[x0:x1][None, None, :], axis[y0:y1][None, :, None])  # [36 or 1, h, w]
@@ -150,12 +156,13 @@ def layout(identity: Identity, size: int) -> Layout:
         covered[y0:y1, x0:x1] |= nearest
         if layer.role == "face":
             face[y0:y1, x0:x1] = distance.amax(0) < -reach
+            oval[y0:y1, x0:x1] = distance.amax(0) < 0  # the centre pose
         elif layer.role in ("front", "mouth"):
             front[y0:y1, x0:x1] |= nearest
         if layer.role == "mouth":
             mouth[y0:y1, x0:x1] |= nearest
     rows, cols = torch.nonzero(mouth, as_tuple=True)
-    face_rows, face_cols = torch.nonzero(face, as_tuple=True)
+    face_rows, face_cols = torch.nonzero(oval, as_tuple=True)
     top, bottom = int(face_rows.min()) / size, (int(face_rows.max()) + 1) / size
     left, right = int(face_cols.min()) / size, (int(face_cols.max()) + 1) / size
     grow_y, grow_x = FACE_MARGIN * (bottom - top), FACE_MARGIN * (right - left)

@@ -62,7 +62,7 @@ def motion_clip(seed: int, frames: int, size: int, fps: int = 25) -> torch.Tenso
     rng = random.Random(f"vae:{seed}")
     identity = sample_identity(seed)
     openness, width = _smooth_track(rng, frames), _smooth_track(rng, frames)
-    return render(identity, openness, width, blink_track(rng, frames, fps), sway_track(rng, frames), size)
+    return render(identity, openness, width, blink_track(rng, frames, fps), sway_track(rng, openness), size)
 
 
 def _videos(seeds: list[int], frames: int, size: int) -> torch.Tensor:

@@ -84,7 +84,7 @@ def encode_clip(
 
 
 def mouth_region(layout: Layout) -> torch.Tensor:
-    """The lip loss's mask [H, W] of a synthetic identity: its mouth box."""
+    """The lip loss's mask [H, W] of a synthetic identity: its mouth box (under every sway)."""
     mask = torch.zeros_like(layout.face_skin)
     y0, y1, x0, x1 = layout.mouth_box
     mask[y0:y1, x0:x1] = True
@@ -92,7 +92,9 @@ def mouth_region(layout: Layout) -> torch.Tensor:
 
 
 def face_region(layout: Layout) -> torch.Tensor:
-    """The face loss's mask [H, W] of a synthetic identity: its bare skin and its mouth box."""
+    """The face loss's mask [H, W] of a synthetic identity: its bare skin and its mouth box. Given
+    the centre pose's layout (sway 0) it is where the face is at rest: the head moves it by at most
+    SWAY_LIMIT, a sixth of a 32-pixel latent cell at 128 px, and the loss sees it pooled to cells."""
     return layout.face_skin | mouth_region(layout)
 
 
@@ -120,9 +122,9 @@ def synthetic_clips(
     clips = []
     for index in range(seed, seed + count):
         clip = make_clip(index, size=config.height, split=split, fps=config.fps)
-        marks = layout(clip.identity, config.height)
+        marks, pose = layout(clip.identity, config.height), layout(clip.identity, config.height, sway=0.0)
         still = portrait(clip.identity, config.height)
-        clips.append(encode_clip(config, vae, audio_encoder, clip.frames, clip.audio, still, face_region(marks),
+        clips.append(encode_clip(config, vae, audio_encoder, clip.frames, clip.audio, still, face_region(pose),
                                  mouth_region(marks), motion_statistics(clip.openness, clip.sway), marks.face_box))
     return clips
 
