@@ -10,6 +10,7 @@ from PIL import Image
 
 from ..rap_core.config import SamplingConfig
 from ..rap_core.errors import RAPInputError
+from ..rap_core.face import encode_face
 from ..rap_core.talk import Reference, Talk, advance, encode_reference
 from ..rap_core.timing import MAX_CHUNK_LATENTS
 from .networks import load
@@ -57,10 +58,10 @@ class RAPSampler(io.ComfyNode):
                                tooltip="Match the colours of decoded frames to the portrait (0 = off)."),
                 io.Float.Input("expression", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="Mouth/expression intensity (0.5 = natural). Models with motion-intensity "
-                               "controls only (no shipped model yet); others need 0.5."),
+                               "controls only (the demo model); others need 0.5."),
                 io.Float.Input("head_motion", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="Head motion intensity (0.5 = natural). Models with motion-intensity "
-                               "controls only (no shipped model yet); others need 0.5."),
+                               "controls only (the demo model); others need 0.5."),
                 io.Int.Input("frames", default=0, min=0, max=1_000_000,
                              tooltip="Stop after at least this many new frames (at a chunk boundary); 0 = to the end."),
                 RAPLatents.Input("previous", optional=True, tooltip="An earlier RAP Sampler's latents to continue."),
@@ -87,7 +88,10 @@ class RAPSampler(io.ComfyNode):
         if reference.chunk_latents != chunk_latents:  # encoded for the preset's chunk length: again for this one
             picture = reference.image[0, :, 0].to(vae.device, vae.dtype)  # [3, H, W]
             reference = encode_reference(vae.model, picture, chunk_latents)
-        placed = Reference(reference.image.to(device, dtype), reference.latent.to(device, dtype))
+        face = None
+        if model.model.identity is not None:  # the identity branch sees the portrait's centre crop (rap_core.face)
+            face = encode_face(vae.model, reference.image[0, :, 0].to(vae.device, vae.dtype)).to(device, dtype)
+        placed = Reference(reference.image.to(device, dtype), reference.latent.to(device, dtype), face)
         if previous is None:
             talk = Talk(settings, placed, audio_embeds.num_frames, seed, vae.model.temporal_stride)
         else:

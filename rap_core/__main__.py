@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--sweep", choices=sorted(SWEEP_MEASURE),
                        help="instead: sweep this motion-intensity control (first --continuity) over --levels")
     check.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    check.add_argument("--no-identity", action="store_true",
+                       help="ablation: run the DiT without its identity branch (same weights otherwise)")
     _weight_args(check, dit=True)
     fit = commands.add_parser("train", help="train the DiT of a preset on encoded clips (resumes from --out)")
     fit.add_argument("--preset", required=True, choices=preset_names())
@@ -126,6 +128,8 @@ def _encoders(args: argparse.Namespace, config):
 
 def run_eval(args: argparse.Namespace) -> int:
     pipe = RAPPipeline.from_preset(args.preset, dit=args.dit, vae=args.vae, audio_encoder=args.audio_encoder)
+    if args.no_identity:
+        pipe.dit.drop_identity()
     if args.sweep:
         rows, rho = intensity_sweep(pipe, args.sweep, args.levels, args.clips, args.seconds, args.seed,
                                     continuity=args.continuity[0])

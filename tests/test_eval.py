@@ -217,7 +217,7 @@ def test_head_offsets_recover_the_synthetic_sway_in_pixels():
         region = head_region(pose.face_skin, marks.mouth_box)
         offsets = head_offsets(clip.frames, still_portrait(clip.identity, 64), region)
         truth = clip.sway * 32  # normalised units (the image is 2 wide) -> pixels
-        assert truth.abs().max() > 1.5 and (offsets - truth).abs().max() < 0.5  # of a sway reaching +-2.5 px
+        assert truth.abs().max() > 1.0 and (offsets - truth).abs().max() < 0.5  # of a sway reaching +-2.5 px
         assert torch.corrcoef(torch.cat([offsets, truth], 1).T)[[0, 1], [2, 3]].min() > 0.9
         assert abs(motion_amplitude(offsets) - motion_amplitude(truth)) < 0.1 * motion_amplitude(truth)
     with pytest.raises(RAPInputError, match="must match the frames"):

@@ -115,6 +115,10 @@ class RAPTransformer(nn.Module):
             branches["identity"] = FaceIdentity(cfg, resolve_attention("sdpa"))
         return branches
 
+    def drop_identity(self) -> None:
+        """Remove the identity branch: the ablation of the same weights never attending to the face."""
+        self.identity = None
+
     def _alphas(self, mode: str, alpha_w: float, alpha_delta: float) -> list[float]:
         layers = self.config.dit.num_layers
         return [audio_alpha(mode, i, layers, alpha_w, alpha_delta) for i in range(layers)]
