@@ -96,8 +96,10 @@ demo-model: venv debian
 	  --steps 12000 --batch-size 8 --lr 4e-4 --shift 3.0 --log-every 50 --checkpoint-every 500
 	$(PY) -m rap_core train --preset demo --data $(DEMO_RUN)/data --out $(DEMO_RUN)/dit \
 	  --steps 15000 --batch-size 8 --lr 1e-4 --shift 3.0 --log-every 50 --checkpoint-every 500
+	$(PY) -m rap_core train --preset demo --data $(DEMO_RUN)/data --out $(DEMO_RUN)/dit_lip --init $(DEMO_RUN)/dit/dit.safetensors \
+	  --steps 10000 --batch-size 8 --lr 3e-4 --shift 3.0 --lip-weight 1.0 --log-every 50 --checkpoint-every 500
 	mkdir -p rap_core/weights/demo
-	cp $(DEMO_RUN)/vae/vae.safetensors $(DEMO_RUN)/dit/dit.safetensors rap_core/weights/demo/
+	cp $(DEMO_RUN)/vae/vae.safetensors $(DEMO_RUN)/dit_lip/dit.safetensors rap_core/weights/demo/
 
 clean:
 	rm -rf $(VENV) $(CACHE)

@@ -209,7 +209,7 @@ _PRESETS: dict[str, RAPConfig] = {
         name="demo",
         dit=DiTConfig(
             dim=128, num_layers=6, num_heads=4, ffn_dim=512, freq_dim=64, in_channels=128, out_channels=64,
-            audio_mode="hybrid",
+            audio_mode="hybrid", intensity_control=True, identity_attention=True,
         ),
         vae=VAEConfig(
             latent_channels=64,

@@ -208,6 +208,8 @@ def test_format_table_lines_up_and_is_markdown():
     assert lines[2] == "| inherit       |     0.712 |   0 |       1.100 |"
     assert lines[3] == "| motion_frames |     0.650 |  -1 |             |"
     assert len({len(line) for line in lines}) == 1
+    small = format_table([{"identity_error": 0.0036214}, {"identity_error": 0.0}], ["identity_error"]).splitlines()
+    assert small[2] == "|        0.00362 |" and small[3] == "|          0.000 |"
 
 
 def test_head_offsets_recover_the_synthetic_sway_in_pixels():

@@ -7,7 +7,7 @@ def _cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.3g}" if 0 < abs(value) < 0.01 else f"{value:.3f}"
     return str(value)
 
 
@@ -18,7 +18,7 @@ def _is_number(value) -> bool:
 def format_table(rows: list[dict], columns: list[str]) -> str:
     """A Markdown table of `rows` with one column per name in `columns`, in that order.
 
-    Floats print with three decimals, a missing key or None as an empty cell; a column whose
+    Floats print with three decimals (three significant digits below 0.01), a missing key or None as an empty cell; a column whose
     values are all numbers is right-aligned. Cells are padded so the plain text lines up.
     """
     cells = [[_cell(row.get(name)) for name in columns] for row in rows]

@@ -161,3 +161,28 @@ def test_weight_files_load_through_comfy_cast_layers_and_sample_the_same(comfy, 
         nodes, "RAPSampler", **sampler_inputs(talk, model=model, vae=vae, reference=reference))[0])[0]
     built_in = run(nodes, "RAPDecode", vae=talk["vae"], latents=run(nodes, "RAPSampler", **sampler_inputs(talk))[0])[0]
     assert (from_files - built_in).abs().max() < 1e-5
+
+
+def test_the_demo_models_identity_branch_sees_the_portraits_centre_crop(comfy):
+    """The demo DiT has the identity branch: the sampler feeds it the portrait's centre crop
+    (rap_core.face.CENTRE_FACE), as the engine does without a face box; another crop changes the frames."""
+    _, nodes = comfy
+    model, = run(nodes, "RAPModelLoader", ckpt_name=BUILTIN, preset="demo", weight_dtype="auto", attention="sdpa", download=False)
+    vae, = run(nodes, "RAPVAELoader", vae_name=BUILTIN, preset="demo", weight_dtype="auto", download=False)
+    encoder, = run(nodes, "RAPAudioEncoderLoader", encoder=BUILTIN, preset="demo", download=False)
+    assert model.model.identity is not None
+    g = torch.Generator().manual_seed(1)
+    audio = {"waveform": 0.1 * torch.randn(1, 1, 16000, generator=g), "sample_rate": 16000}
+    image = torch.rand(1, 128, 128, 3, generator=g)
+    embeds, _ = run(nodes, "RAPAudioEncode", audio_encoder=encoder, audio=audio, frames=0)
+    reference, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=image)
+    demo = dict(steps=2, shift=3.0, sampler="euler", continuity="inherit", chunk_latents=9, color_correction=0.0)
+    latents, = run(nodes, "RAPSampler", **sampler_inputs(
+        dict(model=model, vae=vae, embeds=embeds, reference=reference), **demo))
+    images = run(nodes, "RAPDecode", vae=vae, latents=latents)[0]
+    engine = RAPPipeline.from_preset("demo")
+    centre = engine.generate(image, audio["waveform"][0], 16000, seed=5, inherit_latents=1, **demo)
+    corner = engine.generate(image, audio["waveform"][0], 16000, seed=5, inherit_latents=1, face_box=(0.0, 0.5, 0.0, 0.5), **demo)
+    assert images.shape == (25, 128, 128, 3)
+    assert (centre - images).abs().max() < 1e-4
+    assert (corner - images).abs().max() > 1e-3
