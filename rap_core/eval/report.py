@@ -18,8 +18,9 @@ def _is_number(value) -> bool:
 def format_table(rows: list[dict], columns: list[str]) -> str:
     """A Markdown table of `rows` with one column per name in `columns`, in that order.
 
-    Floats print with three decimals (three significant digits below 0.01), a missing key or None as an empty cell; a column whose
-    values are all numbers is right-aligned. Cells are padded so the plain text lines up.
+    Floats print with three decimals (three significant digits below 0.01), a missing key or None
+    as an empty cell; a column whose values are all numbers is right-aligned. Cells are padded so
+    the plain text lines up.
     """
     cells = [[_cell(row.get(name)) for name in columns] for row in rows]
     right = [all(_is_number(row[name]) for row in rows if row.get(name) is not None) for name in columns]
