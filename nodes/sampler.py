@@ -10,8 +10,7 @@ from PIL import Image
 
 from ..rap_core.config import SamplingConfig
 from ..rap_core.errors import RAPInputError
-from ..rap_core.face import encode_face
-from ..rap_core.talk import Reference, Talk, advance, encode_reference
+from ..rap_core.talk import Reference, Talk, advance, encode_reference, with_face
 from ..rap_core.timing import MAX_CHUNK_LATENTS
 from .networks import load
 from .types import RAPAudioEmbeds, RAPLatents, RAPModel, RAPReference, RAPVae, TalkLatents
@@ -85,13 +84,11 @@ class RAPSampler(io.ComfyNode):
         _check_compatible(model, vae, audio_embeds, previous)
         load(model, vae)
         device, dtype = model.device, model.dtype
+        picture = reference.image[0, :, 0].to(vae.device, vae.dtype)  # [3, H, W]
         if reference.chunk_latents != chunk_latents:  # encoded for the preset's chunk length: again for this one
-            picture = reference.image[0, :, 0].to(vae.device, vae.dtype)  # [3, H, W]
             reference = encode_reference(vae.model, picture, chunk_latents)
-        face = None
-        if model.model.identity is not None:  # the identity branch sees the portrait's centre crop (rap_core.face)
-            face = encode_face(vae.model, reference.image[0, :, 0].to(vae.device, vae.dtype)).to(device, dtype)
-        placed = Reference(reference.image.to(device, dtype), reference.latent.to(device, dtype), face)
+        placed = Reference(reference.image.to(device, dtype), reference.latent.to(device, dtype))
+        placed = with_face(placed, model.model, vae.model, picture)  # an identity branch sees the centre crop
         if previous is None:
             talk = Talk(settings, placed, audio_embeds.num_frames, seed, vae.model.temporal_stride)
         else:

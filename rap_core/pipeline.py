@@ -17,7 +17,6 @@ import torch
 from .audio_features import AudioFeatures
 from .config import RAPConfig, SamplingConfig, get_preset
 from .errors import RAPInputError
-from .face import encode_face
 from .loading.builtin import audio_encoder as builtin_audio_encoder
 from .loading.builtin import builtin_dit, builtin_vae, has_builtin
 from .loading.models import load_dit, load_vae
@@ -25,7 +24,7 @@ from .media import audio_to_mono, prepare_image
 from .models.audio import AudioEncoder
 from .models.dit import RAPTransformer
 from .models.vae import VideoVAE
-from .talk import StepCallback, Talk, advance, chunk_frames, encode_reference, overlap_latents
+from .talk import StepCallback, Talk, advance, chunk_frames, encode_reference, overlap_latents, with_face
 from .timing import Chunk, plan_chunks
 
 
@@ -101,9 +100,7 @@ class RAPPipeline:
         cfg = self.sampling(**options)
         features = AudioFeatures(self.audio_encoder, audio_to_mono(audio, sample_rate, self.config.audio.sample_rate), self.config)
         picture = prepare_image(image, self.config.height, self.config.width).to(self.device, self.dtype)
-        reference = encode_reference(self.vae, picture, cfg.chunk_latents)
-        if self.dit.identity is not None:
-            reference = dataclasses.replace(reference, face=encode_face(self.vae, picture, face_box))
+        reference = with_face(encode_reference(self.vae, picture, cfg.chunk_latents), self.dit, self.vae, picture, face_box)
         talk = Talk(cfg, reference, features.num_frames, seed, self.vae.temporal_stride)
         while not talk.done:
             chunk = talk.chunks[talk.next_chunk]

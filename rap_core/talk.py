@@ -23,6 +23,7 @@ from einops import rearrange, repeat
 
 from .config import AudioConfig, SamplingConfig
 from .errors import RAPInputError
+from .face import encode_face
 from .models.dit import RAPTransformer
 from .models.intensity import NATURAL
 from .models.vae import VideoVAE
@@ -61,6 +62,17 @@ def encode_reference(vae: VideoVAE, picture: torch.Tensor, chunk_latents: int) -
     clip = covered_video_frames(chunk_latents, vae.temporal_stride)
     still = repeat(picture, "c h w -> 1 c t h w", t=clip)  # [1, 3, T_c, H, W]
     return Reference(still[:, :, :1], vae.encode(still))
+
+
+@torch.no_grad()
+def with_face(reference: Reference, dit: RAPTransformer, vae: VideoVAE, picture: torch.Tensor,
+              box: tuple[float, float, float, float] | None = None) -> Reference:
+    """The reference with its face crop encoded (face.py) if `dit` has the identity branch, else as
+    it is. picture [3, H, W] as for encode_reference; box: where the face is (None: CENTRE_FACE)."""
+    if dit.identity is None:
+        return reference
+    face = encode_face(vae, picture, box).to(reference.latent.device, reference.latent.dtype)  # [1, C, 1, h, w]
+    return dataclasses.replace(reference, face=face)
 
 
 def overlap_latents(cfg: SamplingConfig) -> int:
