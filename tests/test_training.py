@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from rap_core.config import get_preset
 from rap_core.errors import RAPInputError
 from rap_core.loading.random_weights import random_audio_encoder, random_dit, random_vae
-from rap_core.training.data import ClipSet, encode_clip, percentiles, save_clips
+from rap_core.training.data import ClipSet, encode_clip, motion_statistics, percentiles, save_clips
 from rap_core.training.objective import rap_loss, sample_window, window_frames
 from rap_core.training.trainer import TrainConfig, train
 
@@ -82,6 +82,17 @@ def test_intensity_labels_are_percentiles_over_the_data_set(data_dir):
     assert {tuple(row.tolist()) for row in batch.intensity} <= expected
     assert batch.mouth_mask.shape == (6, 2, 2) and (batch.mouth_mask.sum((1, 2)) > 0).all()  # 64 px -> 2x2 latents
     assert torch.allclose(percentiles(torch.tensor([[3.0], [1.0], [3.0], [2.0]])), torch.tensor([[5 / 6], [0.0], [5 / 6], [1 / 3]]))
+
+
+def test_the_expression_statistic_is_the_mouths_response_to_loudness_not_the_speechs_spread():
+    time = torch.linspace(0, 6, 150)
+    flat, lively = 0.4 + 0.1 * torch.sin(time), 0.4 + 0.3 * torch.sin(time)  # [T] two utterances' envelopes
+    head = torch.stack([0.01 * torch.cos(time), 0.02 * torch.sin(time)], dim=1)  # [T, 2]
+    for speech in (flat, lively):
+        assert torch.allclose(motion_statistics(0.8 * speech, speech, head)[0], torch.tensor(0.8), atol=1e-5)
+    wide = motion_statistics(1.2 * flat, flat, head)
+    assert torch.allclose(wide, torch.stack([torch.tensor(1.2), head.std(0).norm()]), atol=1e-5)
+    assert motion_statistics(torch.full((150,), 0.3), flat, head)[0].abs() < 1e-6  # a mouth deaf to the speech
 
 
 def test_clips_of_an_older_format_say_to_make_the_data_again(data_dir, tmp_path):

@@ -2,9 +2,9 @@
 latent, face and mouth masks on the latent grid, the clip's motion statistics, the face crop's
 latent), stored as one safetensors file per clip, and sampled into static-dynamic training windows.
 
-Motion-intensity labels come from the clips themselves: the spread of the mouth opening (the
-expression) and of the head position (the head motion), each turned into its percentile over the
-data set, so 0.5 is the median clip."""
+Motion-intensity labels come from the clips themselves: how far the mouth opens per unit of the
+speech's loudness (the expression) and the spread of the head position (the head motion), each
+turned into its percentile over the data set, so 0.5 is the median clip."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from ..face import encode_face
 from ..media import prepare_image
 from ..models.audio import AudioEncoder
 from ..models.vae import VideoVAE
-from ..synthetic import Layout, layout, make_clip, portrait
+from ..synthetic import Layout, layout, make_clip, mouth_track, portrait
 from ..talk import encode_reference
 from ..timing import covered_video_frames, latent_frame_count
 from .objective import sample_window, window_frames
@@ -38,7 +38,7 @@ class EncodedClip:
     reference: torch.Tensor  # [C, K, h, w] the portrait held for a K-latent window
     face_mask: torch.Tensor  # [h, w] in 0..1
     mouth_mask: torch.Tensor  # [h, w] in 0..1, the mouth box
-    motion: torch.Tensor  # [2] std of the mouth opening, spread (norm of the std) of the head position
+    motion: torch.Tensor  # [2] the mouth's response to loudness, spread (norm of the std) of the head position
     face: torch.Tensor  # [C, 1, h, w] the portrait's face crop, encoded (rap_core.face), for the identity branch
 
     def as_dict(self) -> dict[str, torch.Tensor]:
@@ -98,10 +98,18 @@ def face_region(layout: Layout) -> torch.Tensor:
     return layout.face_skin | mouth_region(layout)
 
 
-def motion_statistics(openness: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
-    """openness [T], head position [T, 2] -> [2]: the std of the opening and the norm of the
-    position's per-axis std, the raw material of the intensity labels."""
-    return torch.stack([openness.float().std(), head.float().std(0).norm()])
+def motion_statistics(openness: torch.Tensor, loudness: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    """mouth opening [T], the speech's loudness envelope [T], head position [T, 2] -> [2], the raw
+    material of the intensity labels: the least-squares slope of the opening on the loudness (how
+    wide this speaker opens for the same speech) and the norm of the position's per-axis std.
+
+    The slope, not the opening's spread, measures the expression: the spread also grows with how
+    much the speech itself varies, so a label from it would ask the model, at a low level, to
+    mouth ordinary speech the way a flat utterance is mouthed, which it can only do by giving up
+    lip sync."""
+    drive = loudness.float() - loudness.float().mean()  # [T]
+    response = (drive * (openness.float() - openness.float().mean())).sum() / drive.square().sum().clamp_min(1e-12)
+    return torch.stack([response, head.float().std(0).norm()])
 
 
 def percentiles(values: torch.Tensor) -> torch.Tensor:
@@ -124,8 +132,10 @@ def synthetic_clips(
         clip = make_clip(index, size=config.height, split=split, fps=config.fps)
         marks, pose = layout(clip.identity, config.height), layout(clip.identity, config.height, sway=0.0)
         still = portrait(clip.identity, config.height)
+        loudness = mouth_track(clip.audio, clip.sample_rate, config.fps).openness  # [T] the speech's envelope in 0..1
+        motion = motion_statistics(clip.openness, loudness, clip.sway)
         clips.append(encode_clip(config, vae, audio_encoder, clip.frames, clip.audio, still, face_region(pose),
-                                 mouth_region(marks), motion_statistics(clip.openness, clip.sway), marks.face_box))
+                                 mouth_region(marks), motion, marks.face_box))
     return clips
 
 
