@@ -38,10 +38,10 @@ def _relative(source: WeightSource) -> str:
     return os.path.relpath(source.local_path(models_root()), models_root()).replace(os.sep, "/")
 
 
-def file_choices(*known: WeightSource) -> list[str]:
-    """The built-in weights, then every weight file under the rap folders and the known files."""
+def file_choices(*known: WeightSource, builtin: bool = True) -> list[str]:
+    """The built-in weights (unless `builtin` is false), then every weight file under the rap folders and the known files."""
     names = set(folder_paths.get_filename_list(FOLDER)) | {_relative(source) for source in known}
-    return [BUILTIN, *sorted(names)]
+    return [BUILTIN, *sorted(names)] if builtin else sorted(names)
 
 
 def folder_choices(*known: WeightSource) -> list[str]:
@@ -59,12 +59,14 @@ def _source(name: str, known: tuple[WeightSource, ...]) -> WeightSource | None:
 
 
 def resolve(
-    name: str, preset: str, known: tuple[WeightSource, ...], download: bool = False, dry_run: bool = False
+    name: str, preset: str | None, known: tuple[WeightSource, ...], download: bool = False, dry_run: bool = False
 ) -> str | None:
-    """Path of choice `name` for `preset` (None for the built-in weights). Missing files of a known
-    source are downloaded when `download` is on (not in a `dry_run`); otherwise MissingWeightsError
-    names the missing file, the folder it goes in and the repo it comes from."""
+    """Path of choice `name` for `preset` (None for the built-in weights; a preset of None has none).
+    Missing files of a known source are downloaded when `download` is on (not in a `dry_run`);
+    otherwise MissingWeightsError names the missing file, the folder it goes in and the repo it comes from."""
     if name == BUILTIN:
+        if preset is None:
+            raise RAPInputError(f"There are no '{BUILTIN}' weights here; choose a weight file.")
         if not has_builtin(preset):
             raise RAPInputError(
                 f"'{BUILTIN}' weights exist only for presets {' and '.join(BUILTIN_PRESETS)}; "
@@ -87,7 +89,7 @@ def resolve(
     raise MissingWeightsError(filename, folder, "the model's Hugging Face repo (README, 'models/rap/')")
 
 
-def check(name: str, preset: str, known: tuple[WeightSource, ...], download: bool) -> bool | str:
+def check(name: str, preset: str | None, known: tuple[WeightSource, ...], download: bool) -> bool | str:
     """validate_inputs for a weight choice: True, or the message saying what is wrong."""
     try:
         resolve(name, preset, known, download, dry_run=True)

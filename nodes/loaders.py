@@ -1,4 +1,5 @@
-"""Loader nodes: RAP model (DiT), VAE and audio encoder, from `models/rap/` or built in."""
+"""Loader nodes: RAP model (DiT), VAE and audio encoder, from `models/rap/` or built in; and
+FantasyTalking's audio weights for core Wan 2.1 models."""
 
 from __future__ import annotations
 
@@ -10,15 +11,22 @@ from comfy_api.latest import io
 
 from ..rap_core.config import get_preset, preset_names
 from ..rap_core.loading.builtin import audio_encoder, builtin_dit, builtin_vae
-from ..rap_core.loading.models import load_dit, load_vae
-from ..rap_core.loading.sources import FLASHHEAD_LITE_DIT, LTX_VIDEO_VAE, WAV2VEC2_BASE
+from ..rap_core.loading.models import load_dit, load_fantasytalking, load_vae
+from ..rap_core.loading.sources import (
+    FANTASYTALKING,
+    FANTASYTALKING_FP16,
+    FLASHHEAD_LITE_DIT,
+    LTX_VIDEO_VAE,
+    WAV2VEC2_BASE,
+)
 from ..rap_core.models.attention import ATTENTION_BACKENDS
 from . import files
 from .networks import WEIGHT_DTYPES, offload_device, pick_dtype, wrap
-from .types import RAPAudioEncoder, RAPModel, RAPVae
+from .types import RAPAudioEncoder, RAPFantasyTalking, RAPModel, RAPVae
 
 CATEGORY = "RAP/loaders"
 DIT_FILES, VAE_FILES, ENCODER_FOLDERS = (FLASHHEAD_LITE_DIT,), (LTX_VIDEO_VAE,), (WAV2VEC2_BASE,)
+FANTASYTALKING_FILES = (FANTASYTALKING, FANTASYTALKING_FP16)
 
 
 def _preset_input() -> io.Combo.Input:
@@ -133,6 +141,37 @@ class RAPAudioEncoderLoader(io.ComfyNode):
         return io.NodeOutput(wrap(model, config, torch.float32))  # demo's mel encoder has no parameters
 
 
+class RAPFantasyTalkingLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RAPFantasyTalkingLoader",
+            display_name="RAP FantasyTalking Loader",
+            category=CATEGORY,
+            description="Loads FantasyTalking's audio weights (the official fantasytalking_model.ckpt or Kijai's "
+            "fantasytalking_fp16.safetensors) from models/rap/, for RAP FantasyTalking Apply.",
+            inputs=[
+                io.Combo.Input("weights", options=files.file_choices(*FANTASYTALKING_FILES, builtin=False),
+                               tooltip="FantasyTalking audio weights in models/rap/."),
+                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="auto",
+                               tooltip="Use the Wan model's dtype; auto: bf16 on a GPU that supports it, else fp16, fp32 on a CPU."),
+                _download_input(),
+            ],
+            outputs=[RAPFantasyTalking.Output(display_name="fantasytalking")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, weights: str, download: bool) -> bool | str:
+        return files.check(weights, None, FANTASYTALKING_FILES, download)
+
+    @classmethod
+    def execute(cls, weights: str, weight_dtype: str, download: bool) -> io.NodeOutput:
+        path = files.resolve(weights, None, FANTASYTALKING_FILES, download)
+        model = load_fantasytalking(path, device=offload_device(), dtype=pick_dtype(weight_dtype),
+                                    operations=comfy.ops.manual_cast)
+        return io.NodeOutput(model)
+
+
 def _load(choice: str, preset: str, known, download: bool, weight_dtype: str, build) -> io.NodeOutput:
     """A network from its weight choice (path None: the preset's built-in one) in `weight_dtype`;
     loaded layers use comfy.ops.manual_cast so ComfyUI can load them partially."""
@@ -141,4 +180,4 @@ def _load(choice: str, preset: str, known, download: bool, weight_dtype: str, bu
     return io.NodeOutput(wrap(model, config, dtype))
 
 
-LOADERS = [RAPModelLoader, RAPVAELoader, RAPAudioEncoderLoader]
+LOADERS = [RAPModelLoader, RAPVAELoader, RAPAudioEncoderLoader, RAPFantasyTalkingLoader]

@@ -18,6 +18,7 @@ RAPAudioEncoder = io.Custom("RAP_AUDIO_ENCODER")
 RAPAudioEmbeds = io.Custom("RAP_AUDIO_EMBEDS")
 RAPReference = io.Custom("RAP_REFERENCE")
 RAPLatents = io.Custom("RAP_LATENTS")
+RAPFantasyTalking = io.Custom("RAP_FANTASYTALKING")  # a rap_core.models.fantasytalking.FantasyTalkingAudio
 
 
 @dataclass(frozen=True)

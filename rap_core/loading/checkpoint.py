@@ -17,7 +17,8 @@ _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a `.safetensors` (or weights-only pickle `.pt/.pth/.ckpt/.bin`) file onto the CPU."""
+    """Load a `.safetensors` (or weights-only pickle `.pt/.pth/.ckpt/.bin`) file onto the CPU; a
+    pickle of nested dicts comes back flat, with dotted keys."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"Weights file '{path}' does not exist. Check the path or download the file.")
@@ -38,12 +39,26 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             "pickles a whole model or training state, which is never unpickled (that could run code): "
             "download it again, or save the model's state_dict() as .safetensors."
         ) from exc
+    if isinstance(state, Mapping):
+        state = _flattened(state)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(
             f"Weights file '{path}' does not hold a flat mapping of tensor names to tensors; "
             "give a state dict saved as .safetensors."
         )
     return dict(state)
+
+
+def _flattened(state: Mapping, prefix: str = "") -> dict:
+    """Nested dicts of tensors (e.g. {"proj_model": {...}, "audio_processor": {...}}) -> one flat dict
+    with dotted keys; anything else is kept as it is, for the caller to judge."""
+    flat = {}
+    for key, value in state.items():
+        if isinstance(value, Mapping):
+            flat.update(_flattened(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def cast_floating(state_dict: StateDict, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:

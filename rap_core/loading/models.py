@@ -20,9 +20,11 @@ from ..config import RAPConfig
 from ..errors import CheckpointError, MissingWeightsError
 from ..models.audio import WAV2VEC2_REPO, AudioEncoder
 from ..models.dit import RAPTransformer, build_dit
+from ..models.fantasytalking import FantasyTalkingAudio
 from ..models.vae import VideoVAE, build_vae
 from .checkpoint import StateDict, cast_floating, read_state_dict
 from .dit_keys import convert_dit_state_dict
+from .fantasytalking_keys import convert_fantasytalking_state_dict
 from .strict import load_state_dict_strict
 from .vae_keys import convert_vae_state_dict
 
@@ -79,6 +81,28 @@ def load_vae(
     model = build_vae(config, device="meta", dtype=dtype, operations=operations)
     converted = cast_floating(_convert(convert_vae_state_dict, state, config, origin), dtype)
     load_state_dict_strict(model, converted, what=f"VAE ({origin}, preset '{config.name}')")
+    return model.to(device).eval()
+
+
+def load_fantasytalking(
+    weights: WeightsArg, device=None, dtype: torch.dtype | None = None, operations=nn
+) -> FantasyTalkingAudio:
+    """FantasyTalking's audio weights (either published layout), strictly; the width and the number
+    of blocks come from the file and are checked against the Wan model it is applied to."""
+    state, origin = _read(weights)
+    try:
+        converted = convert_fantasytalking_state_dict(state)
+    except CheckpointError as error:
+        raise CheckpointError(f"{origin[0].upper()}{origin[1:]}: {error}") from error
+    blocks = {int(key.split(".")[1]) for key in converted if key.startswith("blocks.")}
+    if "blocks.0.k_proj.weight" not in converted:
+        raise CheckpointError(
+            f"The FantasyTalking weights ({origin}) lack blocks.0.cross_attn k_proj: no audio attention to apply. "
+            "Download the file again."
+        )
+    model = FantasyTalkingAudio(converted["blocks.0.k_proj.weight"].shape[0], max(blocks) + 1, operations,
+                                device="meta", dtype=dtype)
+    load_state_dict_strict(model, cast_floating(converted, dtype), what=f"FantasyTalking audio ({origin})")
     return model.to(device).eval()
 
 

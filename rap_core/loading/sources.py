@@ -28,6 +28,8 @@ class WeightSource:
 FLASHHEAD_LITE_DIT = WeightSource("Soul-AILab/SoulX-FlashHead-1_3B", ("Model_Lite/diffusion_pytorch_model.safetensors",))
 LTX_VIDEO_VAE = WeightSource("Soul-AILab/SoulX-FlashHead-1_3B", ("VAE_LTX/diffusion_pytorch_model.safetensors",))
 WAV2VEC2_BASE = WeightSource(WAV2VEC2_REPO, ("config.json", "model.safetensors"))
+FANTASYTALKING = WeightSource("acvlab/FantasyTalking", ("fantasytalking_model.ckpt",))
+FANTASYTALKING_FP16 = WeightSource("Kijai/WanVideo_comfy", ("fantasytalking_fp16.safetensors",))
 
 
 def locate(source: WeightSource, models_root: str | os.PathLike, download: bool = False) -> str:

@@ -84,6 +84,12 @@ class AudioEncoder(nn.Module):
             layers.append(hidden)
         return torch.stack(layers, dim=2)  # [B, T, L, C]
 
+    def last_hidden_state(self, waveform: torch.Tensor) -> torch.Tensor:
+        """waveform [B, S] mono 16 kHz -> the last layer's output [B, N, C] at the CNN's own rate
+        (one vector per 20 ms), as FantasyTalking uses it: step 3 resamples to the same length."""
+        vectors = int(self.model._get_feat_extract_output_lengths(waveform.shape[1]))
+        return self.encode(self.cnn_features(waveform, vectors))[:, :, -1]
+
     def forward(self, waveform: torch.Tensor, num_frames: int) -> torch.Tensor:
         """waveform [B, S] mono 16 kHz -> features [B, num_frames, L, C], L transformer layers of width C.
         Every clip of the batch is normalised on its own, so each gives what it would alone."""

@@ -34,6 +34,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV = REPO_ROOT / ".venv"
 PACK_NAME = "ComfyUI-RAP"
+SUPPORT_NODES = Path(__file__).resolve().parent / "support_nodes"  # test-only nodes (a text embedding for Wan)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -83,7 +84,8 @@ class ComfyError(RuntimeError):
 
 
 class ComfyServer:
-    """A ComfyUI process with this repo mounted as the ``ComfyUI-RAP`` pack.
+    """A ComfyUI process with this repo mounted as the ``ComfyUI-RAP`` pack (and the test-only
+    ``support_nodes`` pack beside it).
 
     Everything it writes goes to a throwaway base directory (``models/``, ``input/``,
     ``output/``, ``temp/``, ``user/``, plus the ``extra_model_paths.yaml`` that mounts the
@@ -154,6 +156,7 @@ class ComfyServer:
         entries: dict[str, str] = {k: str(Path(v).resolve()) for k, v in self.model_paths.items()}
         if self.mount_pack:
             (base / "packs" / PACK_NAME).symlink_to(REPO_ROOT, target_is_directory=True)
+            (base / "packs" / "rap-test-support").symlink_to(SUPPORT_NODES, target_is_directory=True)
             entries["custom_nodes"] = str(base / "packs")
         if entries:
             lines = ["comfyui_rap_tests:"] + [f"  {k}: {json.dumps(v)}" for k, v in entries.items()]

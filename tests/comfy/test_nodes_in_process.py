@@ -4,40 +4,14 @@ and file choices are validated with messages that say where the file goes."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
-import sys
-
 import pytest
 import torch
-from harness import PACK_NAME, REPO_ROOT, comfy_dir
 
 from rap_core.pipeline import RAPPipeline
 
 BUILTIN = "built-in"
 FLASHHEAD_DIT = "SoulX-FlashHead-1_3B/Model_Lite/diffusion_pytorch_model.safetensors"
 TINY_SAMPLING = dict(steps=2, shift=5.0, sampler="euler", continuity="inherit", chunk_latents=3, color_correction=0.0)
-
-
-@pytest.fixture(scope="module")
-def comfy():
-    """ComfyUI's modules on the CPU, and the pack imported the way ComfyUI imports it."""
-    sys.path.insert(0, str(comfy_dir()))
-    from comfy.cli_args import args
-
-    args.cpu = True  # before comfy.model_management is imported: this machine has no GPU
-    import comfy.model_management as mm
-
-    spec = importlib.util.spec_from_file_location(
-        PACK_NAME.replace("-", "_"), REPO_ROOT / "__init__.py", submodule_search_locations=[str(REPO_ROOT)]
-    )
-    pack = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = pack
-    spec.loader.exec_module(pack)
-    extension = asyncio.run(pack.comfy_entrypoint())
-    nodes = {node.define_schema().node_id: node for node in asyncio.run(extension.get_node_list())}
-    yield mm, nodes
-    mm.unload_all_models()
 
 
 def run(nodes, node_id: str, **inputs):
