@@ -41,6 +41,9 @@ class WanAudio:
     end: float
     _windows: dict = field(default_factory=dict)  # latent frames -> (windows [F, W, 2048], present [F, W])
 
+    def __deepcopy__(self, memo) -> WanAudio:
+        return self  # read-only: every clone of the MODEL (ModelPatcher.clone deep-copies model_options) shares it
+
     def guided(self, model_sampling, sigma: torch.Tensor) -> bool:
         """Whether audio guidance applies at noise level `sigma` (the release's three-pass CFG)."""
         if self.scale == 0 or self.cfg == 1:

@@ -22,7 +22,7 @@ from harness import (
 
 WORKFLOWS = REPO_ROOT / "workflows"
 OFFLINE = ["rap_demo", "rap_long_talk"]  # run on a CPU with the built-in weights
-ALL = [*OFFLINE, "rap_flashhead_lite"]
+ALL = [*OFFLINE, "rap_flashhead_lite", "rap_fantasytalking"]
 SPEECH = REPO_ROOT / "assets" / "rap_speech.wav"
 
 
