@@ -181,3 +181,40 @@ def test_weights_of_another_wan_size_or_a_twice_patched_model_are_refused(comfy,
     patched, _ = apply(nodes, tiny)
     with pytest.raises(ValueError, match="already has FantasyTalking"):
         apply(nodes, dict(tiny, wan=patched))
+
+
+def test_the_audio_attention_joins_the_text_and_image_attention_before_the_output_projection(comfy):
+    import comfy.ops
+    from comfy.ldm.wan.model import WanI2VCrossAttention
+
+    from rap_core.models.fantasytalking import AudioCrossAttention, AudioFrames, AudioKeyValue, latent_windows
+
+    g = torch.Generator().manual_seed(0)
+    attention = WanI2VCrossAttention(256, 2, operation_settings={"operations": comfy.ops.manual_cast})
+    keys_values = AudioKeyValue(256)
+    for parameter in [*attention.parameters(), *keys_values.parameters()]:
+        parameter.data = 0.05 * torch.randn(parameter.shape, generator=g)
+    frames, per_frame_tokens = 3, 6
+    x = torch.randn(2, frames * per_frame_tokens, 256, generator=g)  # [B, F*N, D]
+    context = torch.randn(2, 257 + 8, 256, generator=g)  # CLIP image tokens, then text
+    windows, present = latent_windows(torch.randn(40, 2048, generator=g), frames, 2.2)
+    patched = AudioCrossAttention(attention, keys_values, "audio")
+    heard = AudioFrames(windows, present, row_scale=torch.tensor([1.5, 0.0]))
+    with torch.no_grad():
+        out = patched(x, context, context_img_len=257, transformer_options={"audio": heard})
+        plain = attention(x, context, context_img_len=257)
+        assert torch.equal(patched(x, context, context_img_len=257), plain)  # no audio in the call: untouched
+        assert torch.equal(out[1], plain[1])  # a silent row: untouched
+        q = attention.norm_q(attention.q(x[0]))  # [F*N, D]
+        audio = []
+        for f in range(frames):  # the release: each latent frame's queries attend to its own window
+            keys, values = keys_values.k_proj(windows[f][present[f]]), keys_values.v_proj(windows[f][present[f]])
+            per_head = []
+            for h in range(2):
+                head = slice(128 * h, 128 * (h + 1))
+                weights = torch.softmax(q[f * per_frame_tokens:(f + 1) * per_frame_tokens, head] @ keys[:, head].T / 128 ** 0.5, dim=-1)
+                per_head.append(weights @ values[:, head])
+            audio.append(torch.cat(per_head, dim=1))
+        # o(text + image + 1.5 audio) = o(text + image) + 1.5 W_o audio
+        expected = plain[0] + 1.5 * torch.cat(audio) @ attention.o.weight.T
+    assert torch.allclose(out[0], expected, atol=1e-5)
