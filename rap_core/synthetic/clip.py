@@ -26,7 +26,7 @@ from .speech import SAMPLE_RATE, Utterance, sample_utterance, synthesize
 BLINK_GAP_S = (2.0, 6.0)
 _BLINKS = ((0.5, 1.0, 0.5), (0.4, 1.0, 1.0, 0.4))  # eyelid closure over a 3- or 4-frame blink
 _SWAY_DAMPING, _SWAY_PULL, _SWAY_NOISE = 0.1, 0.02, 0.03  # per frame: velocity decay, pull to the centre, velocity noise
-EXPRESSION_GAIN = (0.7, 1.2)  # range of the per-clip factor on the mouth opening (clamped to 1)
+EXPRESSION_GAIN = (0.85, 1.2)  # range of the per-clip factor on the mouth opening (clamped to 1)
 HEAD_ENERGY = (0.25, 2.0)  # range of the per-clip factor on the walk's velocity noise and the nod's depth
 NOD_SHARE = 0.8  # of SWAY_LIMIT: the nod of the most restless clip at full loudness; the walk keeps the rest
 NOD_FRAMES = 5  # frames of loudness the nod follows, centred (the audio window's +-2 frames)
