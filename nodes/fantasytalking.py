@@ -3,14 +3,12 @@ branch (nodes.wan_audio), and the video length that covers the speech."""
 
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io
 
 from ..rap_core.errors import RAPInputError
 from ..rap_core.media import audio_to_mono
 from ..rap_core.models.audio import WAV2VEC2_REPO, AudioEncoder
-from ..rap_core.models.fantasytalking import AUDIO_DIM, VIDEO_FRAMES_PER_LATENT, tokens_per_frame
-from ..rap_core.timing import covered_video_frames, latent_frame_count, video_frame_count
+from ..rap_core.models.fantasytalking import AUDIO_DIM, speech_tokens, tokens_per_frame, video_length
 from .networks import load
 from .types import RAPAudioEncoder, RAPFantasyTalking
 from .wan_audio import WanAudio, patch_wan
@@ -59,12 +57,8 @@ class RAPFantasyTalkingApply(io.ComfyNode):
                                 "folder with RAP Audio Encoder Loader.")
         mono = audio_to_mono(audio["waveform"][0], audio["sample_rate"], SAMPLE_RATE)  # [S]
         load(audio_encoder)
-        with torch.no_grad():
-            hidden = encoder.last_hidden_state(mono[None].to(audio_encoder.device))  # [1, N, 768]
-            projection = fantasytalking.proj.weight
-            tokens = fantasytalking.project(hidden.to(projection.device, projection.dtype))[0].float().cpu()  # [N, 2048]
-        frames = video_frame_count(mono.numel(), SAMPLE_RATE, fps)
-        length = covered_video_frames(latent_frame_count(frames, VIDEO_FRAMES_PER_LATENT), VIDEO_FRAMES_PER_LATENT)
+        tokens = speech_tokens(encoder, fantasytalking, mono)  # [N, 2048]
+        length = video_length(mono.numel(), SAMPLE_RATE, fps)
         talk = WanAudio(tokens, tokens_per_frame(tokens.shape[0], mono.numel(), SAMPLE_RATE, fps), audio_scale, audio_cfg,
                         start_percent, end_percent)
         return io.NodeOutput(patch_wan(model, fantasytalking, talk), length)

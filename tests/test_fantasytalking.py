@@ -12,7 +12,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 from rap_core.errors import CheckpointError
 from rap_core.loading import load_fantasytalking
 from rap_core.models.audio import AudioEncoder
-from rap_core.models.fantasytalking import latent_windows, tokens_per_frame
+from rap_core.models.fantasytalking import latent_windows, tokens_per_frame, video_length
 
 WAN14B_DIM, WAN14B_BLOCKS = 5120, 40  # Wan2.1-I2V-14B-720P
 
@@ -93,6 +93,12 @@ def test_latent_windows_are_the_releases(tokens, frames, width, first, last):
 
 def test_tokens_per_frame_is_the_token_rate_over_the_frame_rate():
     assert tokens_per_frame(175, 16000 * 81 // 23, 16000, 23) == pytest.approx(175 / 81, rel=1e-3)
+
+
+def test_the_video_covers_the_speech_in_wans_1_plus_4k_frames():
+    assert video_length(4 * 16000, 16000, 23) == 93  # 92 frames
+    assert video_length(16000 * 81 // 23, 16000, 23) == 81  # exactly 81: nothing added
+    assert video_length(1, 16000, 23) == 1
 
 
 def test_wav2vec2_features_are_transformers_last_hidden_state():

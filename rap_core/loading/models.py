@@ -38,7 +38,7 @@ def _read(weights: WeightsArg) -> tuple[StateDict, str]:
     return read_state_dict(weights), f"file '{os.fspath(weights)}'"
 
 
-def _convert(convert, state: StateDict, config: RAPConfig, origin: str) -> dict[str, torch.Tensor]:
+def _convert(convert, state: StateDict, config: RAPConfig | None, origin: str) -> dict[str, torch.Tensor]:
     """convert(state, config), with a layout error saying which weights it was about."""
     try:
         return convert(state, config)
@@ -90,10 +90,7 @@ def load_fantasytalking(
     """FantasyTalking's audio weights (either published layout), strictly; the width and the number
     of blocks come from the file and are checked against the Wan model it is applied to."""
     state, origin = _read(weights)
-    try:
-        converted = convert_fantasytalking_state_dict(state)
-    except CheckpointError as error:
-        raise CheckpointError(f"{origin[0].upper()}{origin[1:]}: {error}") from error
+    converted = _convert(lambda layout, _: convert_fantasytalking_state_dict(layout), state, None, origin)
     blocks = {int(key.split(".")[1]) for key in converted if key.startswith("blocks.")}
     if "blocks.0.k_proj.weight" not in converted:
         raise CheckpointError(

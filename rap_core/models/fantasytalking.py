@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
+from ..timing import covered_video_frames, latent_frame_count, video_frame_count
+
 AUDIO_DIM = 768  # wav2vec2-base hidden size
 CONTEXT_DIM = 2048  # the projected audio tokens
 EXPAND = 4  # tokens added to both sides of every latent frame's window
@@ -50,6 +52,21 @@ class FantasyTalkingAudio(nn.Module):
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """wav2vec2 last hidden state [B, L, 768] -> audio tokens [B, L, 2048]."""
         return self.norm(self.proj(features))
+
+
+def speech_tokens(encoder, audio: FantasyTalkingAudio, mono: torch.Tensor) -> torch.Tensor:
+    """mono 16 kHz speech [S] -> its projected audio tokens [N, 2048] float32 on the CPU (N ~ 50 per
+    second); `encoder` is a wav2vec2-base-960h rap_core.models.audio.AudioEncoder."""
+    device, dtype = audio.proj.weight.device, audio.proj.weight.dtype
+    with torch.no_grad():
+        hidden = encoder.last_hidden_state(mono[None].to(encoder.model.device))  # [1, N, 768]
+        return audio.project(hidden.to(device, dtype))[0].float().cpu()  # [N, 2048]
+
+
+def video_length(num_samples: int, sample_rate: int, fps: int) -> int:
+    """Video frames covering `num_samples` of speech at `fps`, rounded up to Wan's 1 + 4k."""
+    frames = video_frame_count(num_samples, sample_rate, fps)
+    return covered_video_frames(latent_frame_count(frames, VIDEO_FRAMES_PER_LATENT), VIDEO_FRAMES_PER_LATENT)
 
 
 def tokens_per_frame(num_tokens: int, num_samples: int, sample_rate: int, fps: float) -> float:
