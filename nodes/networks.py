@@ -4,8 +4,8 @@ ModelPatcher, and moved to the compute device by `load_models_gpu` only while a 
 from __future__ import annotations
 
 import comfy.model_management as mm
+import comfy.model_patcher
 import torch
-from comfy.model_patcher import ModelPatcher
 
 from ..rap_core.config import RAPConfig
 from .types import Network
@@ -27,7 +27,11 @@ def offload_device() -> torch.device:
 
 
 def wrap(model: torch.nn.Module, config: RAPConfig, dtype: torch.dtype) -> Network:
-    patcher = ModelPatcher(model, load_device=mm.get_torch_device(), offload_device=offload_device())
+    """`model` under the patcher ComfyUI gives its own models: ModelPatcherDynamic under dynamic VRAM
+    (0.33 and later on NVIDIA GPUs; main.py sets CoreModelPatcher at startup), else ModelPatcher
+    (0.3.75 has only that)."""
+    patcher_class = getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
+    patcher = patcher_class(model, load_device=mm.get_torch_device(), offload_device=offload_device())
     return Network(patcher, config, dtype)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from transformers import Wav2Vec2Model
 from ..config import RAPConfig
 from ..errors import CheckpointError, MissingWeightsError
 from ..models.audio import WAV2VEC2_REPO, AudioEncoder
-from ..models.dit import RAPTransformer, build_dit
+from ..models.dit import RAPTransformer, build_dit, fresh_optional_branches
 from ..models.fantasytalking import FantasyTalkingAudio
 from ..models.vae import VideoVAE, build_vae
 from .checkpoint import StateDict, cast_floating, read_state_dict
@@ -46,6 +47,15 @@ def _convert(convert, state: StateDict, config: RAPConfig | None, origin: str) -
         raise CheckpointError(f"{origin[0].upper()}{origin[1:]}: {error}") from error
 
 
+def _load_built(build, operations, state: dict[str, torch.Tensor], what: str, device) -> nn.Module:
+    """`build(operations=...)` on the meta device, strictly loaded with `state`, on `device`. With
+    ComfyUI's operations the expected keys and shapes come from a plain-torch twin: under dynamic
+    VRAM its Linear layers hold no tensors until load_state_dict runs."""
+    model = build(operations=operations)
+    load_state_dict_strict(model, state, what, layout=None if operations is nn else build(operations=nn))
+    return model.to(device).eval()
+
+
 def load_dit(
     weights: WeightsArg,
     config: RAPConfig,
@@ -56,18 +66,17 @@ def load_dit(
 ) -> RAPTransformer:
     """DiT of `config` from a FlashHead/Wan, diffusers or own-layout file (or state dict), strictly."""
     state, origin = _read(weights)
-    model = build_dit(config, device="meta", dtype=dtype, operations=operations, attention_backend=attention_backend)
-    converted = _with_optional_branches(model, _convert(convert_dit_state_dict, state, config, origin))
-    converted = cast_floating(converted, dtype)
-    load_state_dict_strict(model, converted, what=f"DiT ({origin}, preset '{config.name}')")
-    return model.to(device).eval()
+    build = partial(build_dit, config, device="meta", dtype=dtype, attention_backend=attention_backend)
+    converted = _with_optional_branches(config, _convert(convert_dit_state_dict, state, config, origin))
+    what = f"DiT ({origin}, preset '{config.name}')"
+    return _load_built(build, operations, cast_floating(converted, dtype), what, device)
 
 
-def _with_optional_branches(model: RAPTransformer, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _with_optional_branches(config: RAPConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A checkpoint with none of an optional branch's keys gets the branch's fresh, zero-output
     weights: it runs as it was trained. A branch present in part stays a strict-loading error."""
     filled = dict(state)
-    for prefix, branch in model.fresh_optional_branches().items():
+    for prefix, branch in fresh_optional_branches(config).items():
         if not any(key.startswith(prefix + ".") for key in state):
             filled.update({f"{prefix}.{key}": value for key, value in branch.state_dict().items()})
     return filled
@@ -78,10 +87,9 @@ def load_vae(
 ) -> VideoVAE:
     """VAE of `config` from a diffusers, original LTX-Video or own-layout file (or state dict), strictly."""
     state, origin = _read(weights)
-    model = build_vae(config, device="meta", dtype=dtype, operations=operations)
     converted = cast_floating(_convert(convert_vae_state_dict, state, config, origin), dtype)
-    load_state_dict_strict(model, converted, what=f"VAE ({origin}, preset '{config.name}')")
-    return model.to(device).eval()
+    build = partial(build_vae, config, device="meta", dtype=dtype)
+    return _load_built(build, operations, converted, f"VAE ({origin}, preset '{config.name}')", device)
 
 
 def load_fantasytalking(
@@ -97,10 +105,9 @@ def load_fantasytalking(
             f"The FantasyTalking weights ({origin}) lack blocks.0.cross_attn k_proj: no audio attention to apply. "
             "Download the file again."
         )
-    model = FantasyTalkingAudio(converted["blocks.0.k_proj.weight"].shape[0], max(blocks) + 1, operations,
-                                device="meta", dtype=dtype)
-    load_state_dict_strict(model, cast_floating(converted, dtype), what=f"FantasyTalking audio ({origin})")
-    return model.to(device).eval()
+    build = partial(FantasyTalkingAudio, converted["blocks.0.k_proj.weight"].shape[0], max(blocks) + 1,
+                    device="meta", dtype=dtype)
+    return _load_built(build, operations, cast_floating(converted, dtype), f"FantasyTalking audio ({origin})", device)
 
 
 def load_wav2vec2(directory: str | Path, device=None, dtype=None) -> AudioEncoder:

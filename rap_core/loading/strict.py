@@ -53,8 +53,13 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], w
         )
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> nn.Module:
-    """Check `state_dict` strictly, then load it (assign=True, so meta-device models take the tensors)."""
-    check_state_dict(model, state_dict, what)
+def load_state_dict_strict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str, layout: nn.Module | None = None
+) -> nn.Module:
+    """Check `state_dict` strictly against `layout` (by default `model` itself), then load it into
+    `model` (assign=True, so meta-device models take the tensors). `layout` is a plain-torch twin
+    for a model whose layers hold no tensors until they load: ComfyUI's dynamic VRAM builds its
+    Linear layers so, and such a model's own state_dict lacks them."""
+    check_state_dict(model if layout is None else layout, state_dict, what)
     model.load_state_dict(state_dict, strict=True, assign=any(p.is_meta for p in model.parameters()))
     return model

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..config import AudioMode
 from ..errors import RAPInputError
+from .silent_start import start_silent
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -240,8 +241,7 @@ class IdentityAttention(_Attention):
         self, dim: int, num_heads: int, eps: float, attention: AttentionFn, operations=nn, device=None, dtype=None
     ):
         super().__init__(dim, num_heads, eps, attention, operations, device=device, dtype=dtype)
-        nn.init.zeros_(self.o.weight)
-        nn.init.zeros_(self.o.bias)
+        start_silent(self.o)
 
     def forward(self, x: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         """x [B, S, D], faces [B, N, D] -> [B, S, D]."""

@@ -104,17 +104,6 @@ class RAPTransformer(nn.Module):
         )
         self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def fresh_optional_branches(self) -> dict[str, nn.Module]:
-        """The optional branches this config enables, newly initialised on the CPU (their outputs are
-        zero), by key prefix: what a checkpoint made before them loads with."""
-        cfg = self.config.dit
-        branches = {}
-        if cfg.intensity_control:
-            branches["intensity"] = IntensityEmbedding(cfg.freq_dim, cfg.dim)
-        if cfg.identity_attention:
-            branches["identity"] = FaceIdentity(cfg, resolve_attention("sdpa"))
-        return branches
-
     def drop_identity(self) -> None:
         """Remove the identity branch: the ablation of the same weights never attending to the face."""
         self.identity = None
@@ -199,3 +188,15 @@ def build_dit(
     return RAPTransformer(
         config, operations=operations, device=device, dtype=dtype, attention_backend=attention_backend
     )
+
+
+def fresh_optional_branches(config: RAPConfig) -> dict[str, nn.Module]:
+    """The optional branches `config` enables, newly initialised on the CPU (their outputs are zero),
+    by key prefix: what a checkpoint made before them loads with."""
+    cfg = config.dit
+    branches = {}
+    if cfg.intensity_control:
+        branches["intensity"] = IntensityEmbedding(cfg.freq_dim, cfg.dim)
+    if cfg.identity_attention:
+        branches["identity"] = FaceIdentity(cfg, resolve_attention("sdpa"))
+    return branches

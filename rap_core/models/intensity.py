@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .silent_start import start_silent
+
 NATURAL = (0.5, 0.5)  # (expression, head motion): the median training clip
 
 
@@ -21,8 +23,7 @@ class IntensityEmbedding(nn.Module):
         self.mlp = nn.Sequential(
             operations.Linear(freq_dim, dim, **factory), nn.SiLU(), operations.Linear(dim, dim, **factory)
         )
-        nn.init.zeros_(self.mlp[2].weight)
-        nn.init.zeros_(self.mlp[2].bias)
+        start_silent(self.mlp[2])
 
     def forward(self, sinusoids: torch.Tensor) -> torch.Tensor:
         """sinusoids [B, freq_dim] (both controls' timestep-style sinusoids, concatenated) -> [B, D]."""

@@ -1,4 +1,5 @@
-"""Drive a real ComfyUI (0.3.75 by default) with this repository mounted as a custom-node pack.
+"""Drive a real ComfyUI (``$COMFYUI_DIR``: 0.3.75 or 0.33.0 under ``make test``) with this repository
+mounted as a custom-node pack.
 
 Three ways in, all against one server started by :class:`ComfyServer`:
 
@@ -8,7 +9,8 @@ Three ways in, all against one server started by :class:`ComfyServer`:
 * The real frontend in Debian's chromium through playwright (:class:`Frontend`,
   :func:`load_ui_workflow`, :func:`api_to_ui`).
 
-The ComfyUI tree and every package come from ``make comfy``; nothing here touches the network.
+The ComfyUI tree and every package come from ``make comfy`` (or ``make comfy-current``), and the
+server runs with the interpreter running the tests; nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from types import TracebackType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-VENV = REPO_ROOT / ".venv"
+VENV = Path(sys.prefix)  # the venv running the tests: make test runs one per ComfyUI version
 PACK_NAME = "ComfyUI-RAP"
 SUPPORT_NODES = Path(__file__).resolve().parent / "support_nodes"  # test-only nodes (a text embedding for Wan)
 CHROMIUM = "/usr/bin/chromium"
@@ -46,7 +48,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-PROBLEM_MARKERS = ("IMPORT FAILED", "Cannot import", "Traceback")
+PROBLEM_MARKERS = ("IMPORT FAILED", "Cannot import", "Traceback", "Failed to initialize database")
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 JSON = dict[str, Any]
@@ -59,12 +61,6 @@ def comfy_dir() -> Path:
     if not (path / "main.py").is_file():
         raise FileNotFoundError(f"no ComfyUI at {path} (main.py missing): run `make comfy`")
     return path
-
-
-def venv_python() -> Path:
-    """The project venv's interpreter (the one ``make`` provisions), else the current one."""
-    candidate = VENV / "bin" / "python"
-    return candidate if candidate.exists() else Path(sys.executable)
 
 
 def free_port() -> int:
@@ -169,9 +165,10 @@ class ComfyServer:
     def command(self) -> list[str]:
         """The ``main.py`` command line (valid once the base directory exists)."""
         cmd = [
-            str(venv_python()), "main.py", "--cpu",
+            sys.executable, "main.py", "--cpu",
             "--listen", self.host, "--port", str(self.port),
             "--base-directory", str(self.base),
+            "--database-url", f"sqlite:///{self.base / 'user' / 'comfyui.db'}",
             "--disable-auto-launch",
         ]  # fmt: skip
         if (self.base / "extra_model_paths.yaml").exists():
@@ -244,7 +241,7 @@ class ComfyServer:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def log_problems(self) -> list[str]:
-        """Log lines with ``IMPORT FAILED``, ``Cannot import`` or ``Traceback``, except those
+        """Log lines with any of ``PROBLEM_MARKERS``, except those
         written inside :meth:`expect_errors` blocks."""
         lines = self.log_text().splitlines()
         return [
@@ -507,7 +504,7 @@ def comfy_cli_run(
     workflow_path: str | os.PathLike[str], port: int, timeout: float = 300.0
 ) -> subprocess.CompletedProcess[str]:
     """``comfy --skip-prompt --workspace <comfy> run --workflow F --host 127.0.0.1 --port P
-    --wait --json`` (comfy-cli 1.23.0), with a throwaway HOME and ``VIRTUAL_ENV=.venv``.
+    --wait --json`` (comfy-cli 1.23.0), with a throwaway HOME and ``VIRTUAL_ENV`` the tests' venv.
 
     stdout holds NDJSON events (see :func:`ndjson`); the return code is 0 on success.
     """
