@@ -613,7 +613,8 @@ class Frontend:
     def _wait_ready(self) -> None:
         import requests
 
-        names = sorted(requests.get(self.url + "/object_info", timeout=60).json())
+        self.object_info = requests.get(self.url + "/object_info", timeout=60).json()
+        names = sorted(self.object_info)
         self.page.wait_for_function("() => !!(window.app && window.LiteGraph && window.app.graph)")
         try:
             self.page.wait_for_function(
@@ -714,17 +715,47 @@ def prompt_core(prompt: Mapping[str, Any]) -> JSON:
     return out
 
 
-def prompt_diff(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
-    """Human-readable differences between two prompts' ``class_type`` + ``inputs``."""
+_NO_DEFAULT = object()
+
+
+def declared_inputs(object_info: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{node class: {input: its default}}`` of the top-level inputs each node of ``/object_info``
+    declares (required and optional; an input without a default maps to a value nothing equals)."""
+    declared: dict[str, dict[str, Any]] = {}
+    for name, info in object_info.items():
+        inputs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+        declared[name] = {
+            key: spec[1].get("default", _NO_DEFAULT) if len(spec) > 1 and isinstance(spec[1], dict) else _NO_DEFAULT
+            for key, spec in inputs.items()
+        }
+    return declared
+
+
+def prompt_diff(
+    expected: Mapping[str, Any], actual: Mapping[str, Any], object_info: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Human-readable differences between two prompts' ``class_type`` + ``inputs``.
+
+    With the server's ``object_info``, an input given on one side only differs only where the
+    server would see a difference: not where its node does not declare it (an input of another
+    ComfyUI version) nor where the value given is the node's declared default (an input that a
+    newer frontend writes out)."""
     a, b = prompt_core(expected), prompt_core(actual)
+    declared = declared_inputs(object_info) if object_info is not None else None
     lines = [f"node {n}: missing" for n in a if n not in b] + [f"node {n}: extra" for n in b if n not in a]
     for n in (n for n in a if n in b):
         if a[n]["class_type"] != b[n]["class_type"]:
             lines.append(f"node {n}: class_type {a[n]['class_type']!r} != {b[n]['class_type']!r}")
             continue
         ins_a, ins_b = a[n]["inputs"], b[n]["inputs"]
+        defaults = declared.get(a[n]["class_type"], {}) if declared is not None else None
         for key in sorted(set(ins_a) | set(ins_b)):
-            if ins_a.get(key, "<absent>") != ins_b.get(key, "<absent>"):
+            if key in ins_a and key in ins_b or defaults is None:
+                differs = ins_a.get(key, "<absent>") != ins_b.get(key, "<absent>")
+            else:
+                given = ins_a[key] if key in ins_a else ins_b[key]
+                differs = key in defaults and defaults[key] != given
+            if differs:
                 lines.append(
                     f"node {n} ({a[n]['class_type']}).{key}: "
                     f"{ins_a.get(key, '<absent>')!r} != {ins_b.get(key, '<absent>')!r}"

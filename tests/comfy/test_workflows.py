@@ -1,5 +1,5 @@
-"""The pack's workflows in a real ComfyUI 0.3.75: queued over HTTP and with comfy-cli, rejected
-when invalid, cancelled mid-sampling, and loaded in the real frontend."""
+"""The pack's workflows in a real ComfyUI (0.3.75 and 0.33.0): queued over HTTP and with comfy-cli,
+rejected when invalid, cancelled mid-sampling, and loaded in the real frontend."""
 
 from __future__ import annotations
 
@@ -79,13 +79,17 @@ def test_offline_workflow_over_http_makes_the_talk_video(outputs, name):
     check_video(media_stats(outputs[name]["mp4"]))
 
 
-def test_sampler_reports_every_denoising_step(outputs):
+def test_sampler_reports_its_denoising_steps_up_to_the_last(outputs):
+    """Monotonic, within 0..N and ending at N/N, N every denoising step of every chunk (ComfyUI 0.33
+    drops updates that come under 0.1 s after the last one, so not every step is seen)."""
     prompt = api("rap_demo")
     steps = prompt["8"]["inputs"]["steps"]
     sampler = [(value, top) for value, top, node in outputs["rap_demo"]["run"].progress if node == "8"]
     chunks = 7  # 17-frame chunks sharing one frame: 17 + 6 * 16 >= 100 > 17 + 5 * 16
-    assert sampler[-1] == (chunks * steps, chunks * steps)
-    assert sorted({value for value, _ in sampler}) == list(range(chunks * steps + 1))
+    total = chunks * steps
+    assert len(sampler) > 1 and {top for _, top in sampler} == {total}
+    values = [value for value, _ in sampler]
+    assert values == sorted(values) and 0 <= values[0] and values[-1] == total
 
 
 def test_long_talk_split_over_two_samplers_equals_the_single_sampler(outputs):
@@ -170,7 +174,7 @@ def test_frontend_loads_each_ui_workflow_and_gives_the_api_workflow(comfy_server
         for name in ALL:
             loaded = load_ui_workflow(ui.page, json.loads((WORKFLOWS / f"{name}.json").read_text()))
             assert loaded["missing_types"] == [], name
-            assert prompt_diff(api(name), loaded["prompt_output"]) == [], name
+            assert prompt_diff(api(name), loaded["prompt_output"], ui.object_info) == [], name
             titles = {key: node["_meta"]["title"] for key, node in loaded["prompt_output"].items()}
             assert titles == {key: node["_meta"]["title"] for key, node in api(name).items()}
         assert ui.page_errors == []

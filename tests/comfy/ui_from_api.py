@@ -31,7 +31,7 @@ def main(argv: list[str]) -> int:
             api = json.loads(src.read_text())
             workflow = api_to_ui(ui.page, api)
             back = load_ui_workflow(ui.page, workflow)
-            diff = prompt_diff(api, back["prompt_output"])
+            diff = prompt_diff(api, back["prompt_output"], ui.object_info)
             if back["missing_types"] or diff:
                 print(f"{src}: the frontend does not give the same prompt back "
                       f"(API file vs frontend; missing types {back['missing_types']}):", file=sys.stderr)
