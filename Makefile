@@ -33,7 +33,7 @@ CURRENT := $(CACHE)/ComfyUI-0.33.0
 CURRENT_VENV := $(CACHE)/venv-0.33
 CURRENT_PY := $(CURRENT_VENV)/bin/python
 
-.PHONY: test test-current demo demo-model venv comfy comfy-current debian clean
+.PHONY: test demo demo-model venv comfy comfy-current debian clean
 
 venv: $(VENV)/.stamp
 
@@ -109,19 +109,18 @@ debian:
 	  fi; \
 	fi
 
+comfy-version = $$(sed -n 's/^__version__ = "\(.*\)"/\1/p' $(1)/comfyui_version.py 2>/dev/null)
+
 # The whole suite against each ComfyUI in turn (0.3.75, then 0.33.0 where its tarball is there).
 test: comfy comfy-current debian
-	@echo "== tests with the ComfyUI at $(COMFY)"
+	@echo "== tests with ComfyUI $(call comfy-version,$(COMFY)) at $(COMFY)"
 	$(PY) -m pytest -q tests
 ifneq ($(CURRENT_TARBALL),)
-	$(MAKE) --no-print-directory test-current
+	@echo "== tests with ComfyUI $(call comfy-version,$(CURRENT)) at $(CURRENT)"
+	COMFYUI_DIR=$(CURRENT) $(CURRENT_PY) -m pytest -q tests
 else
 	@echo "== ComfyUI 0.33.0 not tested: $(if $(filter $(CACHE)/comfyui,$(COMFY)),../shared/comfyui/ComfyUI-0.33.0.tar.gz is missing,COMFYUI_DIR names the one tree to test)"
 endif
-
-test-current: comfy-current debian
-	@echo "== tests with ComfyUI 0.33.0 at $(CURRENT)"
-	COMFYUI_DIR=$(CURRENT) $(CURRENT_PY) -m pytest -q tests
 
 # Runs workflows/api/rap_demo.json in a real ComfyUI and writes output/rap_demo.mp4.
 demo: comfy
