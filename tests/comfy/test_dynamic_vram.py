@@ -22,6 +22,7 @@ from tiny_wan import FANTASYTALKING_FILE, WAV2VEC2_FOLDER, fantasytalking_checkp
 from rap_core.config import get_preset
 from rap_core.loading.builtin import DEMO_WEIGHTS, audio_encoder, builtin_dit, builtin_vae
 from rap_core.loading.models import load_dit, load_fantasytalking, load_vae, load_wav2vec2
+from rap_core.pipeline import RAPPipeline
 
 BUILTIN = "built-in"
 KIJAI_FILE = "FantasyTalking/fantasytalking_fp16.safetensors"
@@ -123,37 +124,41 @@ def test_every_loader_loads_what_the_engine_loads(comfy, models, mode, case):
     assert all(m.weight is not None and not m.weight.is_meta for m in linears)
 
 
-@pytest.mark.parametrize("mode", VRAM_MODES)
-def test_the_demo_chain_gives_the_same_frames_and_the_model_manager_holds_and_frees_it(comfy, mode):
-    mm, nodes = comfy
-    with vram(mode):
-        model, = run(nodes, "RAPModelLoader", ckpt_name=BUILTIN, preset="demo", **DEFAULTS["RAPModelLoader"])
-        vae, = run(nodes, "RAPVAELoader", vae_name=BUILTIN, preset="demo", **DEFAULTS["RAPVAELoader"])
-        encoder, = run(nodes, "RAPAudioEncoderLoader", encoder=BUILTIN, preset="demo", download=False)
+_g = torch.Generator().manual_seed(2)  # 1 s of noise and a random portrait for the demo chain
+DEMO_AUDIO = {"waveform": 0.1 * torch.randn(1, 1, 16000, generator=_g), "sample_rate": 16000}
+DEMO_IMAGE = torch.rand(1, 128, 128, 3, generator=_g)
+
+
+def demo_chain(nodes, mm):
+    """The demo loaders, encoders, sampler (2 steps) and decoder on 1 s of noise and a random
+    portrait: (frames, the three networks' patchers, the patchers ComfyUI holds loaded after it)."""
+    model, = run(nodes, "RAPModelLoader", ckpt_name=BUILTIN, preset="demo", **DEFAULTS["RAPModelLoader"])
+    vae, = run(nodes, "RAPVAELoader", vae_name=BUILTIN, preset="demo", **DEFAULTS["RAPVAELoader"])
+    encoder, = run(nodes, "RAPAudioEncoderLoader", encoder=BUILTIN, preset="demo", download=False)
     assert hasattr(model.patcher.model.blocks[0].self_attn.q, "comfy_cast_weights")
-    g = torch.Generator().manual_seed(2)
-    audio = {"waveform": 0.1 * torch.randn(1, 1, 16000, generator=g), "sample_rate": 16000}
-    image = torch.rand(1, 128, 128, 3, generator=g)
-    embeds, _ = run(nodes, "RAPAudioEncode", audio_encoder=encoder, audio=audio, frames=0)
-    reference, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=image)
+    embeds, _ = run(nodes, "RAPAudioEncode", audio_encoder=encoder, audio=DEMO_AUDIO, frames=0)
+    reference, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=DEMO_IMAGE)
     latents, = run(nodes, "RAPSampler", model=model, vae=vae, audio_embeds=embeds, reference=reference, seed=5,
                    steps=2, cfg=1.0, shift=3.0, sampler="euler", continuity="inherit", continuity_n=1, chunk_latents=9,
                    audio_attention="model", alpha_w=1.0, alpha_delta=0.0, color_correction=0.0, expression=0.5,
                    head_motion=0.5, frames=0)
     frames = run(nodes, "RAPDecode", vae=vae, latents=latents)[0]
-    from rap_core.pipeline import RAPPipeline
+    return frames, [network.patcher for network in (model, vae, encoder)], [e.model for e in mm.current_loaded_models]
 
+
+@pytest.mark.parametrize("mode", VRAM_MODES)
+def test_the_demo_chain_gives_the_same_frames_and_the_model_manager_holds_and_frees_it(comfy, mode):
+    mm, nodes = comfy
+    with vram(mode):
+        frames, patchers, loaded = demo_chain(nodes, mm)
+        mm.unload_all_models()
+        assert not any(entry.model is p for entry in mm.current_loaded_models for p in patchers)
+    assert all(any(p is q for q in loaded) for p in patchers)
     engine = RAPPipeline.from_preset("demo").generate(
-        image, audio["waveform"][0], 16000, seed=5, inherit_latents=1, steps=2, shift=3.0, sampler="euler",
+        DEMO_IMAGE, DEMO_AUDIO["waveform"][0], 16000, seed=5, inherit_latents=1, steps=2, shift=3.0, sampler="euler",
         continuity="inherit", chunk_latents=9, color_correction=0.0)
     assert frames.shape == (25, 128, 128, 3)
     assert (engine - frames).abs().max() < 1e-4
-
-    patchers = [network.patcher for network in (model, vae, encoder)]
-    loaded = [entry.model for entry in mm.current_loaded_models]
-    assert all(any(p is q for q in loaded) for p in patchers)
-    mm.unload_all_models()
-    assert not any(entry.model is p for entry in mm.current_loaded_models for p in patchers)
 
 
 def sample_wan(nodes, wan_vae, model, models) -> torch.Tensor:
