@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import comfy.model_management as mm
 import comfy.utils
 from comfy_api.latest import io
 from einops import rearrange
 
-from ..rap_core.audio_features import AudioFeatures, EncodedAudio
+from ..rap_core.audio_context import AUDIO_CONTEXTS, held_audio
 from ..rap_core.media import audio_to_mono, prepare_image
 from ..rap_core.talk import Reference, encode_reference
 from .networks import load
@@ -30,25 +32,27 @@ class RAPAudioEncode(io.ComfyNode):
                 io.Audio.Input("audio", tooltip="Speech; any sample rate and channel count (mixed down to mono)."),
                 io.Int.Input("frames", default=0, min=0, max=1_000_000,
                              tooltip="Video frames to make; 0 follows the audio's length."),
+                io.Combo.Input("audio_context", options=["preset", *AUDIO_CONTEXTS], default="preset", optional=True,
+                               tooltip="What speech wav2vec2 hears for each chunk. preset: the model's own (flashhead-lite: "
+                               "reference-stream). reference-stream: as SoulX-FlashHead streams, the 8 s before each "
+                               "chunk's end; reference-once: the whole file at once, as its once mode; lookahead: ours, "
+                               "the same features for any chunking, each frame hearing 8 frames ahead. The reference "
+                               "modes fix the sampler's chunk_latents and continuity_n to the preset's."),
             ],
             outputs=[RAPAudioEmbeds.Output(display_name="audio_embeds"), io.Int.Output(display_name="frames")],
         )
 
     @classmethod
-    def execute(cls, audio_encoder, audio: dict, frames: int) -> io.NodeOutput:
+    def execute(cls, audio_encoder, audio: dict, frames: int, audio_context: str = "preset") -> io.NodeOutput:
         config = audio_encoder.config
+        cfg = config.sampling if audio_context == "preset" else replace(config.sampling, audio_context=audio_context)
         waveform = audio["waveform"][0]  # [C, S] of a [B, C, S] batch
         mono = audio_to_mono(waveform, audio["sample_rate"], config.audio.sample_rate)  # [S']
         load(audio_encoder)
         bar = comfy.utils.ProgressBar(1)
-        features = AudioFeatures(audio_encoder.model, mono, config).encode(
-            config.vae.temporal_stride, frames or None, progress=lambda done, total: bar.update_absolute(done, total)
-        )
-        held = EncodedAudio(
-            features.features.to(mm.intermediate_device()), features.num_frames, features.window,
-            features.max_chunk_latents,
-        )
-        embeds = AudioEmbeds(held, waveform.float().cpu(), int(audio["sample_rate"]), config)
+        held = held_audio(audio_encoder.model, mono, config, cfg, frames or None,
+                          progress=lambda done, total: bar.update_absolute(done, total))
+        embeds = AudioEmbeds(held.to(mm.intermediate_device()), waveform.float().cpu(), int(audio["sample_rate"]), config)
         return io.NodeOutput(embeds, embeds.num_frames)
 
 

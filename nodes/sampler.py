@@ -3,14 +3,15 @@ earlier sampler's talk so a long talk can be split over several nodes without a 
 
 from __future__ import annotations
 
+import dataclasses
+
 import comfy.model_management as mm
 import comfy.utils
 from comfy_api.latest import io
 from PIL import Image
 
-from ..rap_core.config import SamplingConfig
 from ..rap_core.errors import RAPInputError
-from ..rap_core.talk import Reference, Talk, advance, encode_reference, with_face
+from ..rap_core.talk import Reference, Talk, advance, start_talk
 from ..rap_core.timing import MAX_CHUNK_LATENTS
 from .networks import load
 from .types import RAPAudioEmbeds, RAPLatents, RAPModel, RAPReference, RAPVae, TalkLatents
@@ -75,24 +76,23 @@ class RAPSampler(io.ComfyNode):
         alpha_w: float, alpha_delta: float, color_correction: float, expression: float, head_motion: float, frames: int,
         previous: TalkLatents | None = None,
     ) -> io.NodeOutput:
-        settings = SamplingConfig(
-            steps=steps, shift=shift, sampler=sampler, cfg_scale=cfg, continuity=continuity,
-            inherit_latents=continuity_n, motion_latents=continuity_n, chunk_latents=chunk_latents,
-            color_correction=color_correction, audio_mode=None if audio_attention == "model" else audio_attention,
-            alpha_w=alpha_w, alpha_delta=alpha_delta, expression=expression, head_motion=head_motion,
-        )
+        settings = dataclasses.replace(
+            model.config.sampling, audio_context=audio_embeds.features.context, steps=steps, shift=shift,
+            sampler=sampler, cfg_scale=cfg, continuity=continuity, inherit_latents=continuity_n,
+            motion_latents=continuity_n, chunk_latents=chunk_latents, color_correction=color_correction,
+            audio_mode=None if audio_attention == "model" else audio_attention, alpha_w=alpha_w,
+            alpha_delta=alpha_delta, expression=expression, head_motion=head_motion,
+        )  # the preset's schedule and posterior sampling, the audio embeds' context
         _check_compatible(model, vae, audio_embeds, previous)
         load(model, vae)
         device, dtype = model.device, model.dtype
-        picture = reference.image[0, :, 0].to(vae.device, vae.dtype)  # [3, H, W]
-        if reference.chunk_latents != chunk_latents:  # encoded for the preset's chunk length: again for this one
-            reference = encode_reference(vae.model, picture, chunk_latents)
-        placed = Reference(reference.image.to(device, dtype), reference.latent.to(device, dtype))
-        placed = with_face(placed, model.model, vae.model, picture)  # an identity branch sees the centre crop
         if previous is None:
-            talk = Talk(settings, placed, audio_embeds.num_frames, seed, vae.model.temporal_stride)
-        else:
-            talk = previous.talk.fork(settings)
+            picture = reference.image[0, :, 0].to(vae.device, vae.dtype)  # [3, H, W]
+            talk, reference = start_talk(settings, model.model, vae.model, picture, audio_embeds.num_frames, seed,
+                                         audio_embeds.features.leads, reference.to(vae.device, vae.dtype))
+        else:  # the earlier sampler's talk and reference (a posterior sample is drawn once per talk)
+            talk, reference = previous.talk.fork(settings), previous.reference
+        placed = reference.to(device, dtype)
         todo = _chunks_to_sample(talk, frames)
         first_chunk, keep = talk.next_chunk, mm.intermediate_device()
         bar = comfy.utils.ProgressBar(todo * steps)
@@ -109,8 +109,7 @@ class RAPSampler(io.ComfyNode):
                 preview = ("JPEG", frame_image(video[0, :, -1]), PREVIEW_SIZE)
             latents.append(latent.to(keep))
             bar.update_absolute((done + 1) * steps, preview=preview)
-        held = Reference(reference.image.to(keep), reference.latent.to(keep))
-        return io.NodeOutput(TalkLatents(talk, first_chunk, latents, decoded, held, audio_embeds))
+        return io.NodeOutput(TalkLatents(talk, first_chunk, latents, decoded, reference.to(keep), audio_embeds))
 
 
 def _check_compatible(model, vae, audio_embeds, previous: TalkLatents | None) -> None:

@@ -8,6 +8,7 @@ import torch
 from comfy.model_patcher import ModelPatcher
 from comfy_api.latest import io
 
+from ..rap_core.audio_context import OnceAudio, StreamWindows
 from ..rap_core.audio_features import EncodedAudio
 from ..rap_core.config import RAPConfig
 from ..rap_core.talk import Reference, Talk
@@ -42,7 +43,7 @@ class Network:
 class AudioEmbeds:
     """RAP_AUDIO_EMBEDS: a talk's audio features and the sound they came from."""
 
-    features: EncodedAudio
+    features: EncodedAudio | StreamWindows | OnceAudio  # audio_context.held_audio: windows(start, end), leads
     waveform: torch.Tensor  # [C, S] the input AUDIO's first item, at its own rate
     sample_rate: int
     config: RAPConfig  # preset of the encoder (fps, audio windows)

@@ -16,6 +16,7 @@ from dataclasses import fields
 import torch
 from tqdm import tqdm
 
+from .audio_context import AUDIO_CONTEXTS
 from .config import get_preset, preset_names
 from .errors import RAPInputError
 from .media import read_audio, read_image, write_mp4
@@ -51,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--continuity", choices=("inherit", "motion_frames", "none"))
     gen.add_argument("--inherit-latents", type=int, help="n latent frames inherited per step")
     gen.add_argument("--chunk-latents", type=int, help="latent frames per chunk")
+    gen.add_argument("--audio-context", choices=AUDIO_CONTEXTS,
+                     help="what speech wav2vec2 hears per chunk (preset default if omitted; flashhead-lite: "
+                     "reference-stream, as its authors stream; reference-once: the whole file at once, as their once "
+                     "mode; lookahead: ours, chunk-independent features hearing 8 frames ahead)")
     gen.add_argument("--expression", type=float,
                      help="mouth/expression intensity 0..1 (0.5 = natural; DiTs with intensity controls)")
     gen.add_argument("--head-motion", type=float,
@@ -159,7 +164,8 @@ def generate(args: argparse.Namespace) -> int:
     )
     options = {
         key: getattr(args, key)
-        for key in ("steps", "cfg_scale", "continuity", "inherit_latents", "chunk_latents", "expression", "head_motion")
+        for key in ("audio_context", "steps", "cfg_scale", "continuity", "inherit_latents", "chunk_latents",
+                    "expression", "head_motion")
         if getattr(args, key) is not None
     }
     waveform, sample_rate = read_audio(args.audio)

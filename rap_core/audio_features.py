@@ -25,8 +25,17 @@ from .models.audio import AudioEncoder, frame_windows
 from .timing import MAX_CHUNK_LATENTS, covered_video_frames, video_frame_count
 
 
+def check_mono(waveform: torch.Tensor) -> None:
+    if waveform.ndim != 1 or waveform.numel() == 0:
+        raise RAPInputError(
+            f"Audio features take one non-empty mono track shaped [samples]; got shape "
+            f"{tuple(waveform.shape)}. Convert the audio with rap_core.media.audio_to_mono first."
+        )
+
+
 class AudioFeatures:
-    """The wav2vec2 features of one mono track, computed lazily a segment at a time.
+    """The wav2vec2 features of one mono track, computed lazily a segment at a time: the "lookahead"
+    audio context (audio_context.py).
 
     Callers walk forward through the audio (the pipeline's chunks): every request drops the cached
     segments before its first frame and keeps at most `cache_segments` segments after it.
@@ -34,6 +43,8 @@ class AudioFeatures:
     does not change them); it bounds peak memory (about 60 MB of CNN activations per segment for
     wav2vec2-base in float32).
     """
+
+    context, leads = "lookahead", False
 
     def __init__(
         self,
@@ -43,9 +54,11 @@ class AudioFeatures:
         fps: int | None = None,
         batch_segments: int = 8,
         cache_segments: int = 4,
+        num_frames: int | None = None,
     ):
         """waveform [S] mono at `config`'s sample rate (`rap_core.media.audio_to_mono`); `fps` comes
-        from a RAPConfig and must be given with an AudioConfig."""
+        from a RAPConfig and must be given with an AudioConfig. num_frames: the talk's length
+        (default: the audio's); frames past the speech are those of silence."""
         audio = config.audio if isinstance(config, RAPConfig) else config
         fps = fps if fps is not None else getattr(config, "fps", None)
         if fps is None or fps < 1:
@@ -53,11 +66,7 @@ class AudioFeatures:
                 f"AudioFeatures needs the video frame rate: got fps={fps}. Pass a RAPConfig, or an "
                 "AudioConfig together with fps=<frames per second>."
             )
-        if waveform.ndim != 1 or waveform.numel() == 0:
-            raise RAPInputError(
-                f"AudioFeatures takes one non-empty mono track shaped [samples]; got shape "
-                f"{tuple(waveform.shape)}. Convert the audio with rap_core.media.audio_to_mono first."
-            )
+        check_mono(waveform)
         if audio.segment_frames < 1 or audio.lookahead_frames < 0 or audio.context_seconds < 0:
             raise RAPInputError(
                 f"Audio segments need segment_frames >= 1, lookahead_frames >= 0 and context_seconds >= 0; "
@@ -77,7 +86,7 @@ class AudioFeatures:
                 f"An audio segment with its context spans {self.span_samples} samples, fewer than the "
                 f"{encoder.min_samples} wav2vec2 needs; raise segment_frames or context_seconds."
             )
-        self.num_frames = video_frame_count(waveform.numel(), self.sample_rate, fps)
+        self.num_frames = num_frames or video_frame_count(waveform.numel(), self.sample_rate, fps)
         self.batch_segments, self.cache_segments = batch_segments, cache_segments
         self.segments_encoded = 0  # encoder work done so far, in segments
         self._cache: dict[int, torch.Tensor] = {}  # segment index -> features [G, L, C]
@@ -159,15 +168,24 @@ class AudioFeatures:
         end = num_frames - 1 + clip + self.window // 2  # the last chunk starts at a frame < num_frames
         return EncodedAudio(self.encode_all(end, progress)[0], num_frames, self.window, max_chunk_latents)
 
+    def hold(self, chunks, clip: int, temporal_stride: int, progress: Callable[[int, int], None] | None = None):
+        """Held in memory for any chunking (audio_context's protocol): `encode`."""
+        return self.encode(temporal_stride, self.num_frames, progress=progress)
+
 
 class EncodedAudio:
     """A talk's audio features held in memory (ComfyUI's RAP_AUDIO_EMBEDS): the frames of
     `AudioFeatures` for every chunk a talk of `num_frames` frames can ask for."""
 
+    context, leads = "lookahead", False
+
     def __init__(self, features: torch.Tensor, num_frames: int, window: int, max_chunk_latents: int):
         """features [N, L, C] of video frames [0, N)."""
         self.features, self.num_frames, self.window = features, num_frames, window
         self.max_chunk_latents = max_chunk_latents
+
+    def to(self, device) -> EncodedAudio:
+        return EncodedAudio(self.features.to(device), self.num_frames, self.window, self.max_chunk_latents)
 
     def frames(self, start: int, end: int) -> torch.Tensor:
         """Features of video frames [start, end) -> [1, end - start, L, C]."""

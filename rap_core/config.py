@@ -15,6 +15,8 @@ AudioMode = Literal["window", "full", "hybrid"]
 Continuity = Literal["inherit", "motion_frames", "none"]
 Sampler = Literal["euler", "renoise"]
 AudioEncoderKind = Literal["wav2vec2", "mel"]
+AudioContextName = Literal["lookahead", "reference-stream", "reference-once"]
+Schedule = Literal["uniform", "flashhead"]
 
 
 @dataclass(frozen=True)
@@ -107,24 +109,32 @@ class AudioConfig:
     # projection (FlashHead's AudioProjModel)
     intermediate_dim: int = 512
     context_tokens: int = 32
-    # chunk-independent features (audio_features.py): video frames [jG, (j+1)G) come from one
-    # encoder call on the audio of frames [jG - context, (j+1)G + lookahead), silence outside the clip
+    context_seconds: float = 8.0  # past audio a chunk or segment hears (FlashHead's 8 s streaming cache)
+    # "lookahead"'s chunk-independent features (audio_features.py): video frames [jG, (j+1)G) come from
+    # one encoder call on the audio of frames [jG - context, (j+1)G + lookahead), silence outside the clip
     segment_frames: int = 25  # G: 1 s at 25 fps
-    context_seconds: float = 8.0  # past audio each segment sees (FlashHead's 8 s streaming cache)
     lookahead_frames: int = 8  # future audio the last frame of a segment sees (one latent frame)
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
+    # which stretch of speech the audio encoder hears for each chunk's frames (audio_context.py)
+    audio_context: AudioContextName = "lookahead"
     steps: int = 4
     shift: float = 5.0
-    timesteps: tuple[float, ...] | None = None  # explicit schedule (0..1000) overrides steps/shift
+    # "uniform": `steps` points from 1000 down, 0 excluded; "flashhead": FlashHead's, np.linspace(1000, 1,
+    # steps) (with [1000, 500] and [1000, 750, 500, 250] for 2 and 4 steps, where both agree); then shifted
+    schedule: Schedule = "uniform"
+    timesteps: tuple[float, ...] | None = None  # explicit schedule (0..1000) overrides steps/shift/schedule
     sampler: Sampler = "renoise"  # "euler" (ODE) or FlashHead's distilled x0-then-renoise update
     cfg_scale: float = 1.0  # audio classifier-free guidance; 1.0 = off
     continuity: Continuity = "motion_frames"
     inherit_latents: int = 3  # n for continuity="inherit"
     motion_latents: int = 2  # clean prefix latents for continuity="motion_frames"
     chunk_latents: int = 5  # latent frames per chunk (5 -> 33 video frames)
+    # VAE posterior samples (not means) for the reference and motion latents, drawn from the talk's
+    # generator in FlashHead's order: the reference first, each chunk's motion latents after its noise
+    sample_posterior: bool = False
     color_correction: float = 1.0  # Lab colour matching of decoded frames to the reference (0 = off)
     # audio attention for this run; None keeps the DiT's own (DiTConfig.audio_mode/alpha_w/alpha_delta)
     audio_mode: AudioMode | None = None
@@ -168,7 +178,12 @@ class RAPConfig:
         return replace(self, **changes)
 
 
-_FLASHHEAD = RAPConfig(name="flashhead-lite")
+# SoulX-FlashHead-Lite as its authors run it (generate_video.py's defaults): streamed audio, their
+# schedule, posterior samples of the VAE.
+_FLASHHEAD = RAPConfig(
+    name="flashhead-lite",
+    sampling=SamplingConfig(audio_context="reference-stream", schedule="flashhead", sample_posterior=True),
+)
 
 _PRESETS: dict[str, RAPConfig] = {
     "flashhead-lite": _FLASHHEAD,
@@ -176,6 +191,7 @@ _PRESETS: dict[str, RAPConfig] = {
         _FLASHHEAD,
         name="rap-1.3b",
         dit=replace(_FLASHHEAD.dit, audio_mode="hybrid"),
+
         sampling=SamplingConfig(
             steps=8, shift=5.0, sampler="euler", cfg_scale=5.0, continuity="inherit", inherit_latents=3,
             chunk_latents=11, color_correction=0.0,

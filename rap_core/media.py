@@ -110,15 +110,27 @@ def _tensor(array) -> torch.Tensor:
     return torch.as_tensor(array).detach()
 
 
+def cover_and_crop(in_h: int, in_w: int, height: int, width: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """FlashHead's `resize_and_centercrop` geometry for an in_h x in_w image and a height x width
+    target -> ((cover_h, cover_w), (top, left)): the size that covers the target keeping the aspect
+    ratio, ceil(side * max(height / in_h, width / in_w)), and torchvision's centre-crop offsets
+    (halves rounded to even)."""
+    scale = max(Fraction(height, in_h), Fraction(width, in_w))  # exact, so a matching side never rounds up
+    cover_h, cover_w = math.ceil(in_h * scale), math.ceil(in_w * scale)
+    return (cover_h, cover_w), (round((cover_h - height) / 2), round((cover_w - width) / 2))
+
+
 def prepare_image(image, height: int, width: int) -> torch.Tensor:
     """Portrait image -> [3, height, width] float32 in [-1, 1] (0 -> -1, 1 -> 1), on the input's device.
 
     Channels-last input only (ComfyUI and numpy convention): [H, W], [H, W, C] or [B, H, W, C]
     with C in {1, 3, 4}; float in [0, 1] or uint8 in [0, 255]. Of a batch only the first image is
-    used (with a warning). Alpha is composited on white, greyscale is repeated to RGB.
+    used (with a warning). Alpha is composited on white (FlashHead instead drops it and keeps whatever
+    colour hides under transparent pixels), greyscale is repeated to RGB.
     Geometry follows FlashHead's `resize_and_centercrop`: scale by max(height/H, width/W) to
     ceil(H*s) x ceil(W*s) so the image covers the target, keeping its aspect ratio (bilinear,
-    antialiased when shrinking), then crop the centre (offsets rounded down).
+    antialiased when shrinking), then crop the centre with torchvision's `center_crop` offsets (halves
+    rounded to even, so an odd margin puts the extra pixel above or below by parity).
     """
     for name, size in (("height", height), ("width", width)):
         if not float(size).is_integer() or size < 1:
@@ -166,11 +178,9 @@ def prepare_image(image, height: int, width: int) -> torch.Tensor:
     elif channels == 1:
         x = x.expand(in_h, in_w, 3)
     x = rearrange(x, "h w c -> 1 c h w")  # [1, 3, H, W]
-    scale = max(Fraction(height, in_h), Fraction(width, in_w))  # exact, so a matching side never rounds up
-    cover_h, cover_w = math.ceil(in_h * scale), math.ceil(in_w * scale)
+    (cover_h, cover_w), (top, left) = cover_and_crop(in_h, in_w, height, width)
     if (cover_h, cover_w) != (in_h, in_w):
         x = F.interpolate(x, size=(cover_h, cover_w), mode="bilinear", align_corners=False, antialias=True)
-    top, left = (cover_h - height) // 2, (cover_w - width) // 2
     x = x[0, :, top : top + height, left : left + width]  # [3, height, width]
     return (x * 2 - 1).clamp(-1, 1).contiguous()
 

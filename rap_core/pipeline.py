@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .audio_features import AudioFeatures
+from .audio_context import chunk_audio, leads
 from .config import RAPConfig, SamplingConfig, get_preset
 from .errors import RAPInputError
 from .loading.builtin import audio_encoder as builtin_audio_encoder
@@ -24,7 +24,7 @@ from .media import audio_to_mono, prepare_image
 from .models.audio import AudioEncoder
 from .models.dit import RAPTransformer
 from .models.vae import VideoVAE
-from .talk import StepCallback, Talk, advance, chunk_frames, encode_reference, overlap_latents, with_face
+from .talk import StepCallback, advance, chunk_frames, overlap_latents, start_talk
 from .timing import Chunk, plan_chunks
 
 
@@ -81,12 +81,14 @@ class RAPPipeline:
             raise RAPInputError(f"Unknown option(s) {unknown}; choose from {sorted(fields)}.")
         cfg = dataclasses.replace(self.config.sampling, **options)
         overlap_latents(cfg)  # rejects an unknown continuity mode
+        leads(cfg.audio_context)  # and an unknown audio context
         return cfg
 
     def chunk_plan(self, num_frames: int, **options) -> list[Chunk]:
         """The chunks a clip of `num_frames` video frames is generated in (for progress bars)."""
         cfg = self.sampling(**options)
-        return plan_chunks(num_frames, cfg.chunk_latents, overlap_latents(cfg), self.vae.temporal_stride)
+        return plan_chunks(num_frames, cfg.chunk_latents, overlap_latents(cfg), self.vae.temporal_stride,
+                           leads(cfg.audio_context))
 
     @torch.no_grad()
     def stream(
@@ -96,12 +98,14 @@ class RAPPipeline:
         """Yield the video as chunks of frames [n, H, W, 3] float32 in 0..1 on the CPU, in order,
         exactly ceil(seconds * fps) frames in all. `face_box` (top, bottom, left, right fractions of
         the prepared portrait; None: face.CENTRE_FACE) is where the identity branch, if the DiT has
-        one, finds the face. `options` override the preset's SamplingConfig."""
+        one, finds the face. `options` override the preset's SamplingConfig (audio_context among them:
+        lookahead, reference-stream or reference-once, see audio_context.py)."""
         cfg = self.sampling(**options)
-        features = AudioFeatures(self.audio_encoder, audio_to_mono(audio, sample_rate, self.config.audio.sample_rate), self.config)
+        mono = audio_to_mono(audio, sample_rate, self.config.audio.sample_rate)
+        features = chunk_audio(self.audio_encoder, mono, self.config, cfg)
         picture = prepare_image(image, self.config.height, self.config.width).to(self.device, self.dtype)
-        reference = with_face(encode_reference(self.vae, picture, cfg.chunk_latents), self.dit, self.vae, picture, face_box)
-        talk = Talk(cfg, reference, features.num_frames, seed, self.vae.temporal_stride)
+        talk, reference = start_talk(cfg, self.dit, self.vae, picture, features.num_frames, seed, features.leads,
+                                     face_box=face_box)
         while not talk.done:
             chunk = talk.chunks[talk.next_chunk]
             _, video = advance(talk, self.dit, self.vae, features, reference, decode=True, progress=progress)

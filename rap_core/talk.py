@@ -39,7 +39,8 @@ StepCallback = Callable[[int, int, torch.Tensor], None]
 
 # SamplingConfig fields that shape the chunks and what they inherit: a continued talk keeps them.
 STRUCTURE_FIELDS = (
-    "steps", "shift", "timesteps", "sampler", "continuity", "inherit_latents", "motion_latents", "chunk_latents",
+    "audio_context", "steps", "shift", "schedule", "timesteps", "sampler", "continuity", "inherit_latents",
+    "motion_latents", "chunk_latents", "sample_posterior",
 )
 
 
@@ -55,13 +56,21 @@ class Reference:
     def chunk_latents(self) -> int:
         return self.latent.shape[2]
 
+    def to(self, device=None, dtype=None) -> Reference:
+        """Every tensor of the reference on `device` and in `dtype`."""
+        face = None if self.face is None else self.face.to(device, dtype)
+        return Reference(self.image.to(device, dtype), self.latent.to(device, dtype), face)
+
 
 @torch.no_grad()
-def encode_reference(vae: VideoVAE, picture: torch.Tensor, chunk_latents: int) -> Reference:
-    """picture [3, H, W] in [-1, 1] (media.prepare_image), on the VAE's device and dtype."""
+def encode_reference(
+    vae: VideoVAE, picture: torch.Tensor, chunk_latents: int, generator: torch.Generator | None = None
+) -> Reference:
+    """picture [3, H, W] in [-1, 1] (media.prepare_image), on the VAE's device and dtype. With a
+    `generator`, the latent is a posterior sample drawn from it (FlashHead's); else the mean."""
     clip = covered_video_frames(chunk_latents, vae.temporal_stride)
     still = repeat(picture, "c h w -> 1 c t h w", t=clip)  # [1, 3, T_c, H, W]
-    return Reference(still[:, :, :1], vae.encode(still))
+    return Reference(still[:, :, :1], vae.encode(still, sample=generator is not None, generator=generator))
 
 
 @torch.no_grad()
@@ -86,22 +95,26 @@ def overlap_latents(cfg: SamplingConfig) -> int:
 class Talk:
     """The chunk plan of a track of `num_frames` video frames and the state between its chunks."""
 
-    def __init__(self, cfg: SamplingConfig, reference: Reference, num_frames: int, seed: int, temporal_stride: int):
+    def __init__(self, cfg: SamplingConfig, reference: Reference, num_frames: int, generator: torch.Generator,
+                 temporal_stride: int, leads: bool = False):
+        """generator: every random draw of the talk, in FlashHead's order (start_talk makes it from
+        the seed); leads: the chunk grid starts with the overlap (timing.plan_chunks), as the audio
+        context decides."""
         if reference.chunk_latents != cfg.chunk_latents:
             raise RAPInputError(
                 f"The reference latent spans {reference.chunk_latents} latent frames but chunks have "
                 f"{cfg.chunk_latents}; encode the reference for this chunk length."
             )
         self.cfg, self.num_frames, self.temporal_stride = cfg, num_frames, temporal_stride
-        self.chunks = plan_chunks(num_frames, cfg.chunk_latents, overlap_latents(cfg), temporal_stride)
-        self.timesteps = flow_timesteps(cfg.steps, cfg.shift, cfg.timesteps)  # [steps + 1]
+        self.chunks = plan_chunks(num_frames, cfg.chunk_latents, overlap_latents(cfg), temporal_stride, leads)
+        self.timesteps = flow_timesteps(cfg.steps, cfg.shift, cfg.timesteps, cfg.schedule)  # [steps + 1]
         first = reference.latent[:, :, :1]  # [1, C, 1, h, w]
         self.continuity = {
             "inherit": lambda: StepwiseInheritance(cfg.inherit_latents, first, self.timesteps),
             "motion_frames": lambda: CleanPrefix(first),
             "none": NoContinuity,
         }[cfg.continuity]()
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = generator
         self.next_chunk = 0
 
     @property
@@ -139,6 +152,25 @@ class Talk:
         other.cfg, other.continuity = cfg, copy.deepcopy(self.continuity)
         other.generator = torch.Generator().set_state(self.generator.get_state())
         return other
+
+
+@torch.no_grad()
+def start_talk(
+    cfg: SamplingConfig, dit: RAPTransformer, vae: VideoVAE, picture: torch.Tensor, num_frames: int, seed: int,
+    leads: bool, reference: Reference | None = None, face_box: tuple[float, float, float, float] | None = None,
+) -> tuple[Talk, Reference]:
+    """A talk's start, as RAPPipeline and RAP Sampler both begin one -> (talk, its reference).
+
+    picture [3, H, W] in [-1, 1] on the VAE's device and dtype. The seed's generator makes the
+    reference latent first when `cfg.sample_posterior` (FlashHead's first draw); otherwise the
+    latent is the posterior mean, and `reference` is reused if it was encoded for this chunk length.
+    The identity branch, if the DiT has one, sees the face in `face_box` (None: CENTRE_FACE).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if cfg.sample_posterior or reference is None or reference.chunk_latents != cfg.chunk_latents:
+        reference = encode_reference(vae, picture, cfg.chunk_latents, generator if cfg.sample_posterior else None)
+    reference = with_face(reference, dit, vae, picture, face_box)
+    return Talk(cfg, reference, num_frames, generator, vae.temporal_stride, leads), reference
 
 
 @contextlib.contextmanager
@@ -212,8 +244,9 @@ def sample_chunk(
 
 @torch.no_grad()
 def decode_chunk(vae: VideoVAE, latent: torch.Tensor, reference: Reference, color_correction: float) -> torch.Tensor:
-    """latent [1, C, K, h, w] -> video [1, 3, T_c, H, W] in [-1, 1], colour-matched to the reference."""
-    video = vae.decode(latent).clamp(-1, 1)
+    """latent [1, C, K, h, w] -> video [1, 3, T_c, H, W], about [-1, 1], colour-matched to the
+    reference. Unclamped, as FlashHead matches and re-encodes it; `chunk_frames` clamps what is shown."""
+    video = vae.decode(latent)
     if color_correction > 0:
         video = match_colors(video, reference.image.to(video), color_correction)
     return video
@@ -222,14 +255,16 @@ def decode_chunk(vae: VideoVAE, latent: torch.Tensor, reference: Reference, colo
 @torch.no_grad()
 def hand_over(talk: Talk, vae: VideoVAE | None = None, video: torch.Tensor | None = None) -> None:
     """Finish the chunk just sampled: pass the next one what it inherits. Motion-frame continuity
-    needs the chunk's decoded `video` [1, 3, T_c, H, W] and the VAE to re-encode its tail."""
+    needs the chunk's decoded `video` [1, 3, T_c, H, W] and the VAE to re-encode its tail (a
+    posterior sample from the talk's generator when `cfg.sample_posterior`, FlashHead's last draw)."""
     if isinstance(talk.continuity, StepwiseInheritance):
         talk.continuity.hand_over()
     elif isinstance(talk.continuity, CleanPrefix):
         if vae is None or video is None:
             raise RAPInputError("Motion-frame continuity needs the decoded chunk and the VAE to hand over.")
         tail = covered_video_frames(talk.cfg.motion_latents, vae.temporal_stride)
-        talk.continuity.hand_over(vae.encode(video[:, :, -tail:]))  # [1, C, p, h, w]
+        talk.continuity.hand_over(vae.encode(video[:, :, -tail:], sample=talk.cfg.sample_posterior,
+                                             generator=talk.generator))  # [1, C, p, h, w]
     talk.next_chunk += 1
 
 
@@ -251,4 +286,4 @@ def advance(
 def chunk_frames(chunk: Chunk, video: torch.Tensor) -> torch.Tensor:
     """The frames chunk `chunk` adds to the video: [n, H, W, 3] float32 in 0..1 on the CPU."""
     frames = rearrange(video[0, :, chunk.emit_from : chunk.emit_to], "c t h w -> t h w c")  # [n, H, W, 3]
-    return ((frames.float() + 1) / 2).cpu()
+    return ((frames.float() + 1) / 2).clamp(0, 1).cpu()

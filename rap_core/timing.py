@@ -55,7 +55,7 @@ class Chunk:
     """One chunk of the streaming loop: a clip of video frames [start, start + clip_frames)."""
 
     index: int
-    start: int  # first video frame of the clip (absolute)
+    start: int  # first video frame of the clip (absolute; negative for a grid that leads with silence)
     emit_from: int  # clip frames before this were already emitted by the previous chunk
     emit_to: int  # clip frames from here on lie past the audio's end and are dropped
 
@@ -67,12 +67,15 @@ def overlap_frames(overlap_latents: int, temporal_stride: int) -> int:
     return 0 if overlap_latents == 0 else 1 + temporal_stride * (overlap_latents - 1)
 
 
-def plan_chunks(total_frames: int, chunk_latents: int, overlap_latents: int, temporal_stride: int) -> list[Chunk]:
+def plan_chunks(
+    total_frames: int, chunk_latents: int, overlap_latents: int, temporal_stride: int, leads: bool = False
+) -> list[Chunk]:
     """Chunks that cover `total_frames` video frames exactly once between them.
 
     Chunk k's clip has 1 + stride*(K-1) frames and starts 1 + stride*(K-1) - overlap frames after
     chunk k-1's; the first chunk emits all its frames, later ones only the new ones, and the last
-    one stops at `total_frames`.
+    one stops at `total_frames`. With `leads` (FlashHead's streaming grid) the first chunk starts
+    `overlap` frames before frame 0 and, like the others, emits only from its `overlap`-th frame.
     """
     _check_positive(total_frames=total_frames, chunk_latents=chunk_latents, temporal_stride=temporal_stride)
     if not 0 <= overlap_latents < chunk_latents:
@@ -82,10 +85,10 @@ def plan_chunks(total_frames: int, chunk_latents: int, overlap_latents: int, tem
         )
     clip = covered_video_frames(chunk_latents, temporal_stride)
     overlap = overlap_frames(overlap_latents, temporal_stride)
-    chunks, start = [], 0
+    chunks, start = [], -overlap if leads else 0
     while True:
         index = len(chunks)
-        emit_from = overlap if index else 0
+        emit_from = overlap if index or leads else 0
         chunks.append(Chunk(index, start, emit_from, min(clip, total_frames - start)))
         if start + clip >= total_frames:
             return chunks

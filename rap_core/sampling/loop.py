@@ -37,7 +37,7 @@ def denoise(
             x = before_step(i, x)
         v = model_fn(x, torch.full((x.shape[0],), t, device=x.device), audio)
         fresh = None
-        if sampler == "renoise" and t_next > 0:
+        if sampler == "renoise":  # a draw every step, the last too: FlashHead's noise stream (it multiplies that one by 0)
             draw_on = generator.device if generator is not None else x.device
             fresh = torch.randn(x.shape, generator=generator, device=draw_on).to(x.device, x.dtype)
         x = step(x, v.to(x.dtype), t, t_next, fresh)

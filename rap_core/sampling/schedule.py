@@ -21,12 +21,16 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
     return shift * u / (1 + (shift - 1) * u) * NUM_TRAIN_TIMESTEPS
 
 
-def flow_timesteps(steps: int, shift: float = 1.0, explicit: Sequence[float] | None = None) -> torch.Tensor:
+def flow_timesteps(
+    steps: int, shift: float = 1.0, explicit: Sequence[float] | None = None, schedule: str = "uniform"
+) -> torch.Tensor:
     """Denoising timesteps, descending, with the final 0 appended: shape [steps + 1], float64.
 
-    `explicit` (0..1000, descending, without the final 0) is used as given; otherwise `steps`
-    uniform points from 1000 down (exclusive of 0) are shifted by `shift`. FlashHead-Lite's 4 steps
-    at shift 5 give [1000, 937.5, 833.33, 625, 0].
+    `explicit` (0..1000, descending, without the final 0) is used as given. Otherwise `steps` points
+    are shifted by `shift`: with schedule "uniform", evenly spaced from 1000 down, exclusive of 0;
+    with "flashhead", FlashHead's: np.linspace(1000, 1, steps), but [1000, 500] and [1000, 750, 500,
+    250] for 2 and 4 steps (where the two agree), computed in float32 as it does. FlashHead-Lite's
+    4 steps at shift 5 give [1000, 937.5, 833.33, 625, 0].
     """
     if explicit is not None:
         try:
@@ -43,5 +47,14 @@ def flow_timesteps(steps: int, shift: float = 1.0, explicit: Sequence[float] | N
             raise RAPInputError(f"steps must be at least 1 (got {steps}); FlashHead-Lite uses 4.")
         if not shift > 0:
             raise RAPInputError(f"shift must be positive (got {shift}); 1 is no shift, FlashHead uses 5.")
-        t = shift_timesteps(torch.linspace(NUM_TRAIN_TIMESTEPS, 0.0, steps + 1, dtype=torch.float64)[:-1], shift)
+        if schedule == "uniform":
+            t = shift_timesteps(torch.linspace(NUM_TRAIN_TIMESTEPS, 0.0, steps + 1, dtype=torch.float64)[:-1], shift)
+        elif schedule == "flashhead":
+            if steps in (2, 4):
+                t = torch.linspace(NUM_TRAIN_TIMESTEPS, 0.0, steps + 1, dtype=torch.float32)[:-1]
+            else:
+                t = torch.linspace(NUM_TRAIN_TIMESTEPS, 1.0, steps, dtype=torch.float64).float()  # as numpy's
+            t = shift_timesteps(t, shift).double()
+        else:
+            raise RAPInputError(f"Unknown schedule '{schedule}'; choose uniform or flashhead.")
     return torch.cat([t, t.new_zeros(1)])
