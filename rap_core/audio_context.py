@@ -151,10 +151,10 @@ class OnceAudio:
             self.features = encoder(track[None].to(_encoder_device(encoder)), frames)[0]  # [N, L, C]
 
     def windows(self, start: int, end: int) -> torch.Tensor:
-        if end > self.features.shape[0]:
+        if end - start != self.clip or start % (self.clip - self.overlap) or end > self.features.shape[0]:
             raise RAPInputError(
                 f"These audio embeds were encoded in reference-once mode for chunks of {self.clip} frames overlapping "
-                f"by {self.overlap}; the sampler asks for frames up to {end}. Keep the preset's chunk_latents and "
+                f"by {self.overlap}; the sampler asks for frames [{start}, {end}). Keep the preset's chunk_latents and "
                 "continuity_n, or choose the lookahead audio context."
             )
         return frame_windows(self.features[None], self.window)[:, start:end]  # [1, end - start, W, L, C]

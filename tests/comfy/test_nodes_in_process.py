@@ -77,6 +77,26 @@ def test_two_chained_samplers_equal_one(comfy, talk, continuity):
     assert torch.equal(run(nodes, "RAPDecode", vae=talk["vae"], latents=again)[0], tail)  # `first` was not consumed
 
 
+@pytest.mark.parametrize("context", ["reference-stream", "reference-once"])
+def test_reference_audio_contexts_ride_in_the_embeds_and_chained_samplers_equal_one(comfy, talk, context):
+    _, nodes = comfy
+    embeds, frames = run(nodes, "RAPAudioEncode", audio_encoder=talk["encoder"], audio=talk["audio"], frames=0,
+                         audio_context=context)
+    assert embeds.features.context == context and frames == 58
+    whole, = run(nodes, "RAPSampler", **sampler_inputs(talk, audio_embeds=embeds))
+    first, = run(nodes, "RAPSampler", **sampler_inputs(talk, audio_embeds=embeds, frames=20))
+    second, = run(nodes, "RAPSampler", **sampler_inputs(talk, audio_embeds=embeds, previous=first, seed=999))
+    all_frames, head, tail = (run(nodes, "RAPDecode", vae=talk["vae"], latents=part)[0] for part in (whole, first, second))
+    assert all_frames.shape[0] == 58 and torch.equal(torch.cat([head, tail]), all_frames)
+    engine = RAPPipeline.from_preset("tiny").generate(
+        talk["image"], talk["audio"]["waveform"][0], 44100, seed=5, inherit_latents=1, audio_context=context,
+        **TINY_SAMPLING,
+    )
+    assert (engine - all_frames).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="chunk_latents and continuity_n"):  # encoded for the preset's chunking
+        run(nodes, "RAPSampler", **sampler_inputs(talk, audio_embeds=embeds, chunk_latents=4))
+
+
 def test_continuing_with_other_chunk_settings_or_past_the_end_is_explained(comfy, talk):
     _, nodes = comfy
     first, = run(nodes, "RAPSampler", **sampler_inputs(talk, frames=20))
