@@ -30,7 +30,7 @@ from typing import get_args
 
 import torch
 
-from .audio_features import AudioFeatures, check_mono
+from .audio_features import AudioFeatures, check_mono, encoder_device
 from .config import AudioContextName, RAPConfig, SamplingConfig
 from .errors import RAPInputError
 from .models.audio import AudioEncoder, frame_windows
@@ -54,11 +54,6 @@ def _silence_padded(waveform: torch.Tensor, start: int, length: int) -> torch.Te
     return span
 
 
-def _encoder_device(encoder: AudioEncoder) -> torch.device:
-    tensors = [*encoder.parameters(), *encoder.buffers()]
-    return tensors[0].device if tensors else torch.device("cpu")
-
-
 class StreamAudio:
     """"reference-stream", lazily: the windows of chunk [start, end) come from one encoder call on the
     `context_seconds` of audio ending at frame `end`."""
@@ -78,7 +73,7 @@ class StreamAudio:
         """Features of the cache ending at frame `end` -> [1, cache_frames, L, C]."""
         span = _silence_padded(self.waveform, _samples(end, self.config) - self.cache_samples, self.cache_samples)
         with torch.no_grad():
-            return self.encoder(span[None].to(_encoder_device(self.encoder)), self.cache_frames)
+            return self.encoder(span[None].to(encoder_device(self.encoder)), self.cache_frames)
 
     def windows(self, start: int, end: int) -> torch.Tensor:
         """Context windows of frames [start, end), the last frames of the cache ending at `end`
@@ -148,7 +143,7 @@ class OnceAudio:
         track = _silence_padded(waveform.float(), 0, padded)
         frames = int(padded * config.fps / config.audio.sample_rate)
         with torch.no_grad():
-            self.features = encoder(track[None].to(_encoder_device(encoder)), frames)[0]  # [N, L, C]
+            self.features = encoder(track[None].to(encoder_device(encoder)), frames)[0]  # [N, L, C]
 
     def windows(self, start: int, end: int) -> torch.Tensor:
         if end - start != self.clip or start % (self.clip - self.overlap) or end > self.features.shape[0]:

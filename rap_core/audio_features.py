@@ -25,6 +25,11 @@ from .models.audio import AudioEncoder, frame_windows
 from .timing import MAX_CHUNK_LATENTS, covered_video_frames, video_frame_count
 
 
+def encoder_device(encoder: torch.nn.Module) -> torch.device:
+    """Where the audio encoder's tensors are."""
+    return next(itertools.chain(encoder.parameters(), encoder.buffers())).device
+
+
 def check_mono(waveform: torch.Tensor) -> None:
     if waveform.ndim != 1 or waveform.numel() == 0:
         raise RAPInputError(
@@ -106,7 +111,7 @@ class AudioFeatures:
 
     def _encode(self, segments: list[int]) -> list[torch.Tensor]:
         """Segment indices -> their features, each [G, L, C], `batch_segments` per encoder call."""
-        device = next(itertools.chain(self.encoder.parameters(), self.encoder.buffers())).device
+        device = encoder_device(self.encoder)
         features = []
         for first in range(0, len(segments), self.batch_segments):
             batch = segments[first : first + self.batch_segments]
