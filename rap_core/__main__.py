@@ -24,7 +24,7 @@ from .pipeline import RAPPipeline
 from .timing import video_frame_count
 from .eval.report import format_table
 from .eval.run import SWEEP_MEASURE, evaluate, intensity_sweep
-from .loading.builtin import audio_encoder, builtin_vae
+from .loading.builtin import audio_encoder, builtin_vae, has_builtin
 from .loading.models import load_vae
 from .training.autoencoder import VAETrainConfig, train_vae
 from .training.data import ClipSet, save_clips, synthetic_clips
@@ -158,6 +158,7 @@ def run_training(args: argparse.Namespace) -> int:
 
 
 def generate(args: argparse.Namespace) -> int:
+    _check_weight_flags(args)
     pipe = RAPPipeline.from_preset(
         args.preset, dit=args.dit, vae=args.vae, audio_encoder=args.audio_encoder,
         device=args.device, dtype=_DTYPES[args.dtype],
@@ -179,6 +180,23 @@ def generate(args: argparse.Namespace) -> int:
         written = write_mp4(args.out, chunks, pipe.config.fps, audio=waveform, sample_rate=sample_rate)
     print(f"wrote {args.out}: {written} frames at {pipe.config.fps} fps")
     return 0
+
+
+def _check_weight_flags(args: argparse.Namespace) -> None:
+    """A preset without built-in weights needs its files: say which flags and downloads."""
+    if has_builtin(args.preset):
+        return
+    flags = [flag for flag, value in (("--dit", args.dit), ("--vae", args.vae), ("--audio-encoder", args.audio_encoder))
+             if value is None]
+    if flags:
+        raise RAPInputError(
+            f"Preset '{args.preset}' has no built-in weights: give {', '.join(flags)} (for flashhead-lite: "
+            "SoulX-FlashHead-1_3B/Model_Lite/diffusion_pytorch_model.safetensors, .../VAE_LTX/"
+            "diffusion_pytorch_model.safetensors and a wav2vec2-base-960h folder, downloaded from the Hugging Face "
+            "repos Soul-AILab/SoulX-FlashHead-1_3B and facebook/wav2vec2-base-960h; see README, 'models/rap/'). "
+            "To try the pipeline with no downloads: --preset demo --image assets/rap_portrait.png "
+            "(a model of a synthetic cartoon world, not of photographs)."
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

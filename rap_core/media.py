@@ -368,9 +368,15 @@ def probe_mp4(path) -> dict:
     }
 
 
+def _check_exists(path, what: str) -> None:
+    if not os.path.isfile(path):
+        raise RAPInputError(f"{what} file '{os.fspath(path)}' does not exist; check the path.")
+
+
 def read_audio(path) -> tuple[torch.Tensor, int]:
     """Decode any audio file PyAV reads (wav, mp3, flac, m4a, the audio of a video)
     -> (waveform [C, S] float32, sample_rate)."""
+    _check_exists(path, "Audio")
     try:
         with av.open(os.fspath(path)) as container:
             if not container.streams.audio:
@@ -393,6 +399,7 @@ def read_image(path) -> torch.Tensor:
     """Read an image file (png, jpg, webp ...) -> [H, W, C] float32 in 0..1 (C = 1, 3 or 4)."""
     from PIL import Image, UnidentifiedImageError
 
+    _check_exists(path, "Image")
     try:
         with Image.open(os.fspath(path)) as image:
             mode = image.mode if image.mode in ("L", "RGB", "RGBA") else ("RGBA" if "A" in image.getbands() else "RGB")

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from rap_core.media import probe_mp4
 
 RATE = 22050  # deliberately not 16 kHz: the CLI resamples
+PORTRAIT = Path(__file__).resolve().parents[1] / "assets" / "rap_portrait.png"
 
 
 def write_wav(path, seconds: float) -> int:
@@ -75,3 +77,35 @@ def test_cli_refuses_motion_intensity_the_model_lacks_or_out_of_range(tmp_path, 
     outside = subprocess.run(base + ["--expression", "1.5"], capture_output=True, text=True, timeout=120)
     assert outside.returncode == 2 and "expression must be in [0, 1]" in outside.stderr
     assert not (tmp_path / "t.mp4").exists()
+
+
+def test_cli_names_the_flags_and_downloads_a_preset_without_weights_needs(tmp_path, portrait_png):
+    audio = tmp_path / "speech.wav"
+    write_wav(audio, 0.5)
+    result = subprocess.run(
+        [sys.executable, "-m", "rap_core", "generate", "--image", str(portrait_png), "--audio", str(audio),
+         "--out", str(tmp_path / "t.mp4"), "--vae", str(tmp_path / "vae.safetensors")],  # the default preset
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "give --dit, --audio-encoder" in result.stderr and "Soul-AILab/SoulX-FlashHead-1_3B" in result.stderr
+    assert "--preset demo" in result.stderr
+
+
+def test_cli_says_a_missing_file_is_missing(tmp_path, portrait_png):
+    result = subprocess.run(
+        [sys.executable, "-m", "rap_core", "generate", "--preset", "tiny", "--image", str(portrait_png),
+         "--audio", str(tmp_path / "nowhere.wav"), "--out", str(tmp_path / "t.mp4")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "nowhere.wav' does not exist; check the path" in result.stderr
+
+
+def test_every_demo_run_says_what_the_demo_model_can_animate(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "rap_core", "generate", "--preset", "demo", "--image", str(PORTRAIT),
+         "--audio", str(tmp_path / "nowhere.wav"), "--out", str(tmp_path / "t.mp4")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert "synthetic cartoon world" in result.stderr and "not photographs of people" in result.stderr
+    assert result.stderr.count("synthetic cartoon world") == 1

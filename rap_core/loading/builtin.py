@@ -5,6 +5,7 @@ A mel-spectrogram audio encoder has no weights at all, so every preset that uses
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from .random_weights import random_audio_encoder, random_dit, random_vae
 
 DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "demo"  # dit.safetensors, vae.safetensors
 BUILTIN_PRESETS = ("tiny", "demo")
+DEMO_NOTICE = (
+    "The demo model was trained on a synthetic cartoon world: it animates faces like assets/rap_portrait.png, "
+    "not photographs of people. For photos, use the flashhead-lite preset with the SoulX-FlashHead-Lite weights "
+    "(README, 'models/rap/')."
+)
 
 
 def has_builtin(preset: str) -> bool:
@@ -49,6 +55,7 @@ def builtin_dit(config: RAPConfig, device=None, dtype=None, attention_backend: s
     if config.name == "tiny":
         return random_dit(config, device=device, dtype=dtype, attention_backend=attention_backend)
     if config.name == "demo":
+        logging.getLogger("rap_core").warning(DEMO_NOTICE)
         return load_dit(_demo_file("dit.safetensors"), config, device=device, dtype=dtype, operations=operations,
                         attention_backend=attention_backend)
     raise _refuse(config, "DiT")
