@@ -2,7 +2,7 @@
 
 FlashHead frames a portrait around the face: the face box scaled by FRAME_SCALE about its centre,
 made square, shifted to lie inside the photo. `frame_portrait` finds the face with the shipped
-BlazeFace detector (models/blazeface.py), cuts that square out at the model's size (`crop`) and
+BlazeFace detector (face_detection.py), cuts that square out at the model's size (`crop`) and
 pastes generated frames back over the photo with a feathered seam (`paste`), so any photo, of any
 size, can be animated in place.
 """
@@ -19,7 +19,7 @@ from einops import rearrange
 
 from .errors import RAPInputError
 from .media import cover_and_crop, prepare_image
-from .models.blazeface import detect_faces
+from .face_detection import detect_faces
 
 FRAME_SCALE = 2.0  # FlashHead: the square the model sees is the face box scaled by this about its centre
 FEATHER = 1 / 16  # seam ramp width as a fraction of the pasted region's shorter side

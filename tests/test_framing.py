@@ -19,7 +19,7 @@ from skimage import data as skimage_data
 
 from rap_core.errors import RAPInputError
 from rap_core.framing import FEATHER, FRAME_SCALE, frame_portrait
-from rap_core.models.blazeface import load_blazeface
+from rap_core.loading.builtin import blazeface
 
 GOLDEN = Path(__file__).parent / "golden" / "blazeface" / "outputs.safetensors"
 ASTRONAUT_FACE = (80, 172, 178, 268)  # (top, bottom, left, right), hand-labelled
@@ -197,6 +197,6 @@ def test_port_matches_tflite_golden():
     image = skimage_data.astronaut().astype(np.float32).reshape(128, 4, 128, 4, 3).mean(axis=(1, 3))  # [128, 128, 3]
     x = rearrange(torch.from_numpy(image / 127.5 - 1.0), "h w c -> 1 c h w")
     with torch.no_grad():
-        regressors, logits = load_blazeface()(x)
+        regressors, logits = blazeface()(x)
     torch.testing.assert_close(logits[0], golden["logits"], atol=1e-3, rtol=1e-5)
     torch.testing.assert_close(regressors[0, golden["anchors"]], golden["regressors"], atol=1e-3, rtol=1e-5)

@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import lru_cache
 from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
 
 from torch import nn
 
 from ..config import RAPConfig
 from ..errors import MissingWeightsError, RAPInputError
 from ..models.audio import AudioEncoder, build_audio_encoder
+from ..models.blazeface import BlazeFace
 from ..models.dit import RAPTransformer
 from ..models.vae import VideoVAE
 from .models import load_dit, load_vae, load_wav2vec2
 from .random_weights import random_audio_encoder, random_dit, random_vae
 
 DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "demo"  # dit.safetensors, vae.safetensors
+BLAZEFACE_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "blazeface" / "blazeface.safetensors"
 BUILTIN_PRESETS = ("tiny", "demo")
 DEMO_NOTICE = (
     "The demo model was trained on a synthetic cartoon world: it animates faces like assets/rap_portrait.png, "
@@ -84,3 +90,17 @@ def audio_encoder(config: RAPConfig, folder: str | os.PathLike | None = None, de
     if config.name == "tiny":
         return random_audio_encoder(config, device=device)
     raise _refuse(config, "audio encoder")
+
+
+@lru_cache(maxsize=1)
+def blazeface() -> BlazeFace:
+    """The shipped face detector (weights/blazeface/), float32 on the CPU, in eval mode; loaded once per process."""
+    if not BLAZEFACE_WEIGHTS.is_file():
+        raise MissingWeightsError(
+            BLAZEFACE_WEIGHTS.name, str(BLAZEFACE_WEIGHTS.parent), "comfyui-rap/ComfyUI-RAP",
+            origin="it ships with ComfyUI-RAP: reinstall the package or restore rap_core/weights/blazeface",
+        )
+    model = BlazeFace()
+    model.load_state_dict({key: value.float() for key, value in load_file(BLAZEFACE_WEIGHTS).items()})
+    return model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+

@@ -27,7 +27,8 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from rap_core.models.blazeface import BLOCKS, WEIGHTS, BlazeFace
+from rap_core.loading.builtin import BLAZEFACE_WEIGHTS as WEIGHTS
+from rap_core.models.blazeface import BLOCKS, BlazeFace
 
 GOLDEN = ROOT / "tests" / "golden" / "blazeface"
 GOLDEN_ANCHORS = 64  # regressor rows kept in the golden file (all 896 logits are kept)
