@@ -18,6 +18,7 @@ from ..rap_core.loading.sources import WeightSource, locate
 
 FOLDER = "rap"
 BUILTIN = "built-in"  # tiny: reproducible random networks; demo: the shipped trained ones (rap_core.loading.builtin)
+AUTO = "auto"  # the loaders' preset read from the weight file (rap_core.loading.detect)
 
 
 def register_model_folder() -> None:
@@ -68,9 +69,10 @@ def resolve(
         if preset is None:
             raise RAPInputError(f"There are no '{BUILTIN}' weights here; choose a weight file.")
         if not has_builtin(preset):
+            fix = "with preset auto, choose a weight file" if preset == AUTO else f"choose a weight file for preset '{preset}'"
             raise RAPInputError(
-                f"'{BUILTIN}' weights exist only for presets {' and '.join(BUILTIN_PRESETS)}; "
-                f"choose a weight file for preset '{preset}'."
+                f"'{BUILTIN}' weights exist only for presets {' and '.join(BUILTIN_PRESETS)}; set the preset to one of "
+                f"them, or {fix}."
             )
         return None
     roots = folder_paths.get_folder_paths(FOLDER)

@@ -11,6 +11,7 @@ from comfy_api.latest import io
 
 from ..rap_core.config import get_preset, preset_names
 from ..rap_core.loading.builtin import audio_encoder, builtin_dit, builtin_vae
+from ..rap_core.loading.detect import detect_preset
 from ..rap_core.loading.models import load_dit, load_fantasytalking, load_vae
 from ..rap_core.loading.sources import (
     FANTASYTALKING,
@@ -27,13 +28,15 @@ from .types import RAPAudioEncoder, RAPFantasyTalking, RAPModel, RAPVae
 CATEGORY = "RAP/loaders"
 DIT_FILES, VAE_FILES, ENCODER_FOLDERS = (FLASHHEAD_LITE_DIT,), (LTX_VIDEO_VAE,), (WAV2VEC2_BASE,)
 FANTASYTALKING_FILES = (FANTASYTALKING, FANTASYTALKING_FP16)
+WAV2VEC2_PRESET = "flashhead-lite"  # preset auto with a wav2vec2 folder: flashhead-lite's and rap-1.3b's encoder
 
 
 def _preset_input() -> io.Combo.Input:
     return io.Combo.Input(
-        "preset", options=preset_names(), default="flashhead-lite",
-        tooltip="Architecture and defaults: flashhead-lite (public SoulX-FlashHead-Lite weights), rap-1.3b, "
-        "demo (a small model trained on synthetic faces, built in, real time on a CPU) or tiny (random "
+        "preset", options=[files.AUTO, *preset_names()], default=files.AUTO,
+        tooltip="Architecture and defaults. auto: read from the weight file (its metadata, else its keys and shapes; "
+        "built-in weights need tiny or demo). flashhead-lite (public SoulX-FlashHead-Lite weights), rap-1.3b, "
+        "demo (a small model trained on synthetic cartoon faces, built in, real time on a CPU) or tiny (random "
         "weights, for trying the graph).",
     )
 
@@ -72,7 +75,7 @@ class RAPModelLoader(io.ComfyNode):
     @classmethod
     def execute(cls, ckpt_name: str, preset: str, weight_dtype: str, attention: str, download: bool) -> io.NodeOutput:
         return _load(
-            ckpt_name, preset, DIT_FILES, download, weight_dtype,
+            ckpt_name, preset, DIT_FILES, download, weight_dtype, "dit",
             lambda path, config, dtype: (builtin_dit if path is None else partial(load_dit, path))(
                 config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast,
                 attention_backend=attention,
@@ -104,7 +107,7 @@ class RAPVAELoader(io.ComfyNode):
     @classmethod
     def execute(cls, vae_name: str, preset: str, weight_dtype: str, download: bool) -> io.NodeOutput:
         return _load(
-            vae_name, preset, VAE_FILES, download, weight_dtype,
+            vae_name, preset, VAE_FILES, download, weight_dtype, "vae",
             lambda path, config, dtype: (builtin_vae if path is None else partial(load_vae, path))(
                 config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast
             ),
@@ -135,8 +138,8 @@ class RAPAudioEncoderLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, encoder: str, preset: str, download: bool) -> io.NodeOutput:
-        config = get_preset(preset)
         path = files.resolve(encoder, preset, ENCODER_FOLDERS, download)
+        config = get_preset(WAV2VEC2_PRESET if preset == files.AUTO else preset)  # a folder is a wav2vec2
         model = audio_encoder(config, path, device=offload_device())
         return io.NodeOutput(wrap(model, config, torch.float32))  # demo's mel encoder has no parameters
 
@@ -172,11 +175,13 @@ class RAPFantasyTalkingLoader(io.ComfyNode):
         return io.NodeOutput(model)
 
 
-def _load(choice: str, preset: str, known, download: bool, weight_dtype: str, build) -> io.NodeOutput:
+def _load(choice: str, preset: str, known, download: bool, weight_dtype: str, kind: str, build) -> io.NodeOutput:
     """A network from its weight choice (path None: the preset's built-in one) in `weight_dtype`;
-    loaded layers use comfy.ops.manual_cast so ComfyUI can load them partially."""
-    config, dtype = get_preset(preset), pick_dtype(weight_dtype)
-    model = build(files.resolve(choice, preset, known, download), config, dtype)
+    loaded layers use comfy.ops.manual_cast so ComfyUI can load them partially. Preset auto: the
+    file's (rap_core.loading.detect)."""
+    path = files.resolve(choice, preset, known, download)
+    config, dtype = get_preset(detect_preset(path, kind) if preset == files.AUTO else preset), pick_dtype(weight_dtype)
+    model = build(path, config, dtype)
     return io.NodeOutput(wrap(model, config, dtype))
 
 

@@ -67,12 +67,12 @@ def load_dit(
     """DiT of `config` from a FlashHead/Wan, diffusers or own-layout file (or state dict), strictly."""
     state, origin = _read(weights)
     build = partial(build_dit, config, device="meta", dtype=dtype, attention_backend=attention_backend)
-    converted = _with_optional_branches(config, _convert(convert_dit_state_dict, state, config, origin))
+    converted = with_optional_branches(config, _convert(convert_dit_state_dict, state, config, origin))
     what = f"DiT ({origin}, preset '{config.name}')"
     return _load_built(build, operations, cast_floating(converted, dtype), what, device)
 
 
-def _with_optional_branches(config: RAPConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def with_optional_branches(config: RAPConfig, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A checkpoint with none of an optional branch's keys gets the branch's fresh, zero-output
     weights: it runs as it was trained. A branch present in part stays a strict-loading error."""
     filled = dict(state)

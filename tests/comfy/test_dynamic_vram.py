@@ -86,14 +86,20 @@ LOADS = {
     "dit-demo": ("RAPModelLoader", dict(ckpt_name=BUILTIN, preset="demo"), lambda rap: builtin_dit(DEMO)),
     "dit-file": ("RAPModelLoader", dict(ckpt_name="user-demo/dit.safetensors", preset="demo"),
                  lambda rap: load_dit(rap / "user-demo" / "dit.safetensors", DEMO)),
+    "dit-file-auto": ("RAPModelLoader", dict(ckpt_name="user-demo/dit.safetensors", preset="auto"),
+                      lambda rap: load_dit(rap / "user-demo" / "dit.safetensors", DEMO)),
     "vae-tiny": ("RAPVAELoader", dict(vae_name=BUILTIN, preset="tiny"), lambda rap: builtin_vae(TINY)),
     "vae-demo": ("RAPVAELoader", dict(vae_name=BUILTIN, preset="demo"), lambda rap: builtin_vae(DEMO)),
     "vae-file": ("RAPVAELoader", dict(vae_name="user-demo/vae.safetensors", preset="demo"),
                  lambda rap: load_vae(rap / "user-demo" / "vae.safetensors", DEMO)),
+    "vae-file-auto": ("RAPVAELoader", dict(vae_name="user-demo/vae.safetensors", preset="auto"),
+                      lambda rap: load_vae(rap / "user-demo" / "vae.safetensors", DEMO)),
     "encoder-tiny": ("RAPAudioEncoderLoader", dict(encoder=BUILTIN, preset="tiny"), lambda rap: audio_encoder(TINY)),
     "encoder-demo": ("RAPAudioEncoderLoader", dict(encoder=BUILTIN, preset="demo"), lambda rap: audio_encoder(DEMO)),
     "encoder-folder": ("RAPAudioEncoderLoader", dict(encoder=WAV2VEC2_FOLDER, preset="flashhead-lite"),
                        lambda rap: load_wav2vec2(rap / WAV2VEC2_FOLDER)),
+    "encoder-folder-auto": ("RAPAudioEncoderLoader", dict(encoder=WAV2VEC2_FOLDER, preset="auto"),
+                            lambda rap: load_wav2vec2(rap / WAV2VEC2_FOLDER)),
     "fantasytalking-ckpt": ("RAPFantasyTalkingLoader", dict(weights=FANTASYTALKING_FILE),
                             lambda rap: load_fantasytalking(rap / FANTASYTALKING_FILE)),
     "fantasytalking-safetensors": ("RAPFantasyTalkingLoader", dict(weights=KIJAI_FILE),
@@ -117,6 +123,8 @@ def test_every_loader_loads_what_the_engine_loads(comfy, models, mode, case):
     node, inputs, engine = LOADS[case]
     with vram(mode):
         (output,) = run(nodes, node, **inputs, **DEFAULTS[node])
+    if inputs.get("preset") == "auto":  # the preset read from the file
+        assert output.config.name == ("flashhead-lite" if node == "RAPAudioEncoderLoader" else "demo")
     loaded, expected = network_module(output).state_dict(), engine(models["rap"]).state_dict()
     assert sorted(loaded) == sorted(expected)
     assert all(torch.equal(loaded[key].float(), expected[key].float()) for key in expected)

@@ -129,6 +129,8 @@ def test_file_choices_are_validated_with_where_to_put_the_file(comfy):
     assert "only for presets tiny and demo" in loader.validate_inputs(ckpt_name=BUILTIN, preset="flashhead-lite",
                                                                        download=False)
     assert loader.validate_inputs(ckpt_name=BUILTIN, preset="tiny", download=False) is True
+    message = loader.validate_inputs(ckpt_name=BUILTIN, preset="auto", download=False)
+    assert "set the preset to one of them, or with preset auto, choose a weight file" in message
     assert loader.validate_inputs(ckpt_name=BUILTIN, preset="demo", download=False) is True
     message = nodes["RAPAudioEncoderLoader"].validate_inputs(encoder="wav2vec2-base-960h", preset="flashhead-lite", download=False)
     assert "'config.json'" in message and "models/rap/wav2vec2-base-960h" in message and "facebook/wav2vec2-base-960h" in message
