@@ -131,19 +131,24 @@ class OnceAudio:
     context = "reference-once"
     leads = False
 
-    def __init__(self, encoder: AudioEncoder, waveform: torch.Tensor, config: RAPConfig, clip: int, overlap: int,
-                 num_frames: int | None = None):
+    def __init__(self, features: torch.Tensor, window: int, clip: int, overlap: int, num_frames: int):
+        """features [N, L, C] of the padded track (`OnceAudio.encode`)."""
+        self.features, self.window, self.clip, self.overlap, self.num_frames = features, window, clip, overlap, num_frames
+
+    @classmethod
+    def encode(cls, encoder: AudioEncoder, waveform: torch.Tensor, config: RAPConfig, clip: int, overlap: int,
+               num_frames: int | None = None) -> OnceAudio:
         """num_frames: the talk's length (default: the audio's); a longer talk hears silence after the speech."""
         check_mono(waveform)
-        self.window, self.clip, self.overlap = config.audio.window, clip, overlap
-        self.num_frames = num_frames or video_frame_count(waveform.numel(), config.audio.sample_rate, config.fps)
+        num_frames = num_frames or video_frame_count(waveform.numel(), config.audio.sample_rate, config.fps)
         clip_samples, step = _samples(clip, config), _samples(clip - overlap, config)
-        length = max(waveform.numel(), _samples(self.num_frames, config))
+        length = max(waveform.numel(), _samples(num_frames, config))
         padded = length + (-(length - clip_samples)) % step  # one chunk and whole steps, as the reference pads
         track = _silence_padded(waveform.float(), 0, padded)
         frames = int(padded * config.fps / config.audio.sample_rate)
         with torch.no_grad():
-            self.features = encoder(track[None].to(encoder_device(encoder)), frames)[0]  # [N, L, C]
+            features = encoder(track[None].to(encoder_device(encoder)), frames)[0]  # [N, L, C]
+        return cls(features, config.audio.window, clip, overlap, num_frames)
 
     def windows(self, start: int, end: int) -> torch.Tensor:
         if end - start != self.clip or start % (self.clip - self.overlap) or end > self.features.shape[0]:
@@ -162,9 +167,7 @@ class OnceAudio:
         return self
 
     def to(self, device) -> OnceAudio:
-        moved = object.__new__(OnceAudio)
-        moved.__dict__.update(self.__dict__, features=self.features.to(device))
-        return moved
+        return OnceAudio(self.features.to(device), self.window, self.clip, self.overlap, self.num_frames)
 
 
 def chunk_audio(encoder: AudioEncoder, waveform: torch.Tensor, config: RAPConfig, cfg: SamplingConfig,
@@ -178,7 +181,7 @@ def chunk_audio(encoder: AudioEncoder, waveform: torch.Tensor, config: RAPConfig
     modes = {
         "lookahead": lambda: AudioFeatures(encoder, waveform, config, num_frames=num_frames),
         "reference-stream": lambda: StreamAudio(encoder, waveform, config, num_frames),
-        "reference-once": lambda: OnceAudio(encoder, waveform, config, clip, overlap, num_frames),
+        "reference-once": lambda: OnceAudio.encode(encoder, waveform, config, clip, overlap, num_frames),
     }
     check_context(cfg.audio_context)
     return modes[cfg.audio_context]()

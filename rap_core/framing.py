@@ -18,29 +18,13 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .errors import RAPInputError
-from .media import cover_and_crop, prepare_image
+from .media import cover_and_crop, prepare_image, rgb_image
 from .face_detection import detect_faces
 
 FRAME_SCALE = 2.0  # FlashHead: the square the model sees is the face box scaled by this about its centre
 FEATHER = 1 / 16  # seam ramp width as a fraction of the pasted region's shorter side
 POLICY_HELP = "The framing policy must be 'face', 'centre' or a box (top, bottom, left, right) in photo pixels;"
 Box = tuple[int, int, int, int]  # (top, bottom, left, right) in photo pixels, bottom/right exclusive
-
-
-def _photo(image) -> torch.Tensor:
-    """Any image media.prepare_image accepts ([H, W], [H, W, C], [B, H, W, C]; C = 1, 3, 4; float 0..1
-    or uint8) -> [H, W, 3] float32 0..1, refused or converted as prepare_image does (first image of a
-    batch, greyscale repeated, alpha over white); float RGB comes back with its values unchanged."""
-    shape = (1, 1) + tuple(np.shape(image))  # (1, 1) in front: a 0-D or 1-D input reaches prepare_image's own error
-    height, width = shape[-3:-1] if len(shape) in (5, 6) and shape[-1] in (1, 3, 4) else shape[-2:]
-    prepare_image(image, max(height, 1), max(width, 1))  # only its checks (RAPInputError); converted below, exactly
-    x = torch.as_tensor(np.array(image) if isinstance(image, np.ndarray) else image).detach()
-    x = x[0] if x.ndim == 4 else x
-    x = x[..., None] if x.ndim == 2 else x  # [H, W, C]
-    x = x.float() / 255 if x.dtype == torch.uint8 else x.float().clamp(0, 1)
-    if x.shape[-1] == 4:
-        x = x[..., :3] * x[..., 3:] + (1 - x[..., 3:])  # straight alpha over white
-    return x.expand(x.shape[0], x.shape[1], 3).contiguous()
 
 
 def _square_around(centre_y: float, centre_x: float, side: float, height: int, width: int) -> Box:
@@ -150,7 +134,7 @@ def frame_portrait(image, height: int, width: int, policy="face") -> Framing:
     (top, bottom, left, right): the square the model sees, around that box (widened to a square, shifted
     inside the photo), in pixels.
     """
-    photo = _photo(image)
+    photo = rgb_image(image)  # [H, W, 3]
     for name, size in (("height", height), ("width", width)):
         if not float(size).is_integer() or size < 1:
             raise RAPInputError(f"The model's frame {name} must be a positive whole number of pixels; got {size}.")

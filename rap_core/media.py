@@ -120,22 +120,10 @@ def cover_and_crop(in_h: int, in_w: int, height: int, width: int) -> tuple[tuple
     return (cover_h, cover_w), (round((cover_h - height) / 2), round((cover_w - width) / 2))
 
 
-def prepare_image(image, height: int, width: int) -> torch.Tensor:
-    """Portrait image -> [3, height, width] float32 in [-1, 1] (0 -> -1, 1 -> 1), on the input's device.
-
-    Channels-last input only (ComfyUI and numpy convention): [H, W], [H, W, C] or [B, H, W, C]
-    with C in {1, 3, 4}; float in [0, 1] or uint8 in [0, 255]. Of a batch only the first image is
-    used (with a warning). Alpha is composited on white (FlashHead instead drops it and keeps whatever
-    colour hides under transparent pixels), greyscale is repeated to RGB.
-    Geometry follows FlashHead's `resize_and_centercrop`: scale by max(height/H, width/W) to
-    ceil(H*s) x ceil(W*s) so the image covers the target, keeping its aspect ratio (bilinear,
-    antialiased when shrinking), then crop the centre with torchvision's `center_crop` offsets (halves
-    rounded to even, so an odd margin puts the extra pixel above or below by parity).
-    """
-    for name, size in (("height", height), ("width", width)):
-        if not float(size).is_integer() or size < 1:
-            raise RAPInputError(f"Target image {name} must be a positive whole number of pixels, got {size}.")
-    height, width = int(height), int(width)
+def rgb_image(image) -> torch.Tensor:
+    """A portrait as prepare_image takes it -> [H, W, 3] float32 in 0..1, checked: channels-last
+    [H, W], [H, W, C] or [B, H, W, C] with C in {1, 3, 4}; float in [0, 1] or uint8. Of a batch only
+    the first image is used (with a warning); alpha is composited on white, greyscale repeated."""
     x = _tensor(image)
     if x.dtype == torch.uint8:
         x = x.to(torch.float32) / 255
@@ -177,6 +165,27 @@ def prepare_image(image, height: int, width: int) -> torch.Tensor:
         x = x[..., :3] * alpha + (1 - alpha)  # straight alpha over a white background
     elif channels == 1:
         x = x.expand(in_h, in_w, 3)
+    return x.contiguous()
+
+
+def prepare_image(image, height: int, width: int) -> torch.Tensor:
+    """Portrait image -> [3, height, width] float32 in [-1, 1] (0 -> -1, 1 -> 1), on the input's device.
+
+    Channels-last input only (ComfyUI and numpy convention): [H, W], [H, W, C] or [B, H, W, C]
+    with C in {1, 3, 4}; float in [0, 1] or uint8 in [0, 255]. Of a batch only the first image is
+    used (with a warning). Alpha is composited on white (FlashHead instead drops it and keeps whatever
+    colour hides under transparent pixels), greyscale is repeated to RGB.
+    Geometry follows FlashHead's `resize_and_centercrop`: scale by max(height/H, width/W) to
+    ceil(H*s) x ceil(W*s) so the image covers the target, keeping its aspect ratio (bilinear,
+    antialiased when shrinking), then crop the centre with torchvision's `center_crop` offsets (halves
+    rounded to even, so an odd margin puts the extra pixel above or below by parity).
+    """
+    for name, size in (("height", height), ("width", width)):
+        if not float(size).is_integer() or size < 1:
+            raise RAPInputError(f"Target image {name} must be a positive whole number of pixels, got {size}.")
+    height, width = int(height), int(width)
+    x = rgb_image(image)  # [H, W, 3]
+    in_h, in_w, _ = x.shape
     x = rearrange(x, "h w c -> 1 c h w")  # [1, 3, H, W]
     (cover_h, cover_w), (top, left) = cover_and_crop(in_h, in_w, height, width)
     if (cover_h, cover_w) != (in_h, in_w):
