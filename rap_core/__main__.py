@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="what speech wav2vec2 hears per chunk (preset default if omitted; flashhead-lite: "
                      "reference-stream, as its authors stream; reference-once: the whole file at once, as their once "
                      "mode; lookahead: ours, chunk-independent features hearing 8 frames ahead)")
+    gen.add_argument("--framing", type=_framing,
+                     help="which part of the photo is animated: face (around the detected face), centre (the photo "
+                     "scaled to cover the model's size, centre-cropped) or TOP,BOTTOM,LEFT,RIGHT in photo pixels; "
+                     "preset default if omitted (centre for flashhead-lite, as its authors run it; else face)")
+    gen.add_argument("--paste-back", action="store_true",
+                     help="paste the animated part back into the photo: the video gets the photo's size "
+                     "(cut to even width and height for H.264)")
     gen.add_argument("--expression", type=float,
                      help="mouth/expression intensity 0..1 (0.5 = natural; DiTs with intensity controls)")
     gen.add_argument("--head-motion", type=float,
@@ -89,6 +96,19 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="folder for state.pt, dit.safetensors (EMA) and log.jsonl")
     _config_args(fit, TrainConfig)
     return parser
+
+
+def _framing(value: str):
+    """--framing: a policy name, or TOP,BOTTOM,LEFT,RIGHT pixels."""
+    if value in ("face", "centre"):
+        return value
+    try:
+        box = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"expected face, centre or TOP,BOTTOM,LEFT,RIGHT pixels; got {value!r}")
+    return box
 
 
 def _config_args(parser: argparse.ArgumentParser, config_type) -> None:
@@ -174,9 +194,10 @@ def generate(args: argparse.Namespace) -> int:
     frames = video_frame_count(waveform.shape[-1], sample_rate, pipe.config.fps)
     total = len(pipe.chunk_plan(frames, **options)) * pipe.sampling(**options).steps
     with tqdm(total=total, unit="step", desc="generate") as bar:
-        chunks = pipe.stream(
-            image, waveform, sample_rate, seed=args.seed, progress=lambda *_: bar.update(1), **options
-        )
+        chunks = pipe.stream(image, waveform, sample_rate, seed=args.seed, progress=lambda *_: bar.update(1),
+                             framing=args.framing, paste_back=args.paste_back, **options)
+        if args.paste_back:  # the photo's size, cut to even sides for yuv420p
+            chunks = (chunk[:, : chunk.shape[1] // 2 * 2, : chunk.shape[2] // 2 * 2] for chunk in chunks)
         written = write_mp4(args.out, chunks, pipe.config.fps, audio=waveform, sample_rate=sample_rate)
     print(f"wrote {args.out}: {written} frames at {pipe.config.fps} fps")
     return 0

@@ -17,6 +17,7 @@ Sampler = Literal["euler", "renoise"]
 AudioEncoderKind = Literal["wav2vec2", "mel"]
 AudioContextName = Literal["lookahead", "reference-stream", "reference-once"]
 Schedule = Literal["uniform", "flashhead"]
+FramingPolicy = Literal["face", "centre"]
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,11 @@ class RAPConfig:
     fps: int = 25
     height: int = 512
     width: int = 512
+    # how a photo is framed unless a run says otherwise (framing.py): "face" frames the detected face
+    # `face_ratio` times its width wide, as the model's training portraits are; "centre" scales the photo
+    # to cover the model's size and crops its centre
+    framing: FramingPolicy = "face"
+    face_ratio: float = 2.0  # FlashHead's face_ratio
 
     def __post_init__(self) -> None:
         if self.dit.in_channels != 2 * self.vae.latent_channels:
@@ -179,9 +185,10 @@ class RAPConfig:
 
 
 # SoulX-FlashHead-Lite as its authors run it (generate_video.py's defaults): streamed audio, their
-# schedule, posterior samples of the VAE.
+# schedule, posterior samples of the VAE, and the photo as given (their --use_face_crop is off by default).
 _FLASHHEAD = RAPConfig(
     name="flashhead-lite",
+    framing="centre",
     sampling=SamplingConfig(audio_context="reference-stream", schedule="flashhead", sample_posterior=True),
 )
 
@@ -190,6 +197,7 @@ _PRESETS: dict[str, RAPConfig] = {
     "rap-1.3b": replace(
         _FLASHHEAD,
         name="rap-1.3b",
+        framing="face",
         dit=replace(_FLASHHEAD.dit, audio_mode="hybrid"),
 
         sampling=SamplingConfig(
@@ -245,6 +253,7 @@ _PRESETS: dict[str, RAPConfig] = {
         ),
         height=128,
         width=128,
+        face_ratio=2.9,  # the synthetic portraits' frame over BlazeFace's face width (median 2.87, 30 identities)
     ),
 }
 

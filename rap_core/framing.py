@@ -1,15 +1,18 @@
-"""Portrait framing: which square of a photo the model sees, and how its frames go back into the photo.
+"""Portrait framing: which part of a photo the model sees, and how its frames go back into the photo.
 
-FlashHead frames a portrait around the face: the face box scaled by FRAME_SCALE about its centre,
-made square, shifted to lie inside the photo. `frame_portrait` finds the face with the shipped
-BlazeFace detector (face_detection.py), cuts that square out at the model's size (`crop`) and
-pastes generated frames back over the photo with a feathered seam (`paste`), so any photo, of any
-size, can be animated in place.
+FlashHead frames a portrait around the face (its `--use_face_crop`): a square FACE_RATIO times the
+face box's width, with 55 % of it above the face's centre. `frame_portrait` finds the face with the
+shipped BlazeFace detector (face_detection.py) and frames it so, with the model's aspect ratio and
+the preset's face ratio, shifted to lie inside the photo (FlashHead clips it instead, which
+stretches faces near an edge); `crop` cuts that region out at the model's size, and `paste` puts
+generated frames back over the photo with a feathered seam, so any photo, of any size, can be
+animated in place. The "centre" policy is FlashHead's default framing: the photo scaled to cover
+the model's size and centre-cropped (media.prepare_image), exactly.
 """
 
 from __future__ import annotations
 
-import warnings
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,26 +21,33 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .errors import RAPInputError
-from .media import cover_and_crop, prepare_image, rgb_image
 from .face_detection import detect_faces
+from .media import cover_and_crop, prepare_image, rgb_image
 
-FRAME_SCALE = 2.0  # FlashHead: the square the model sees is the face box scaled by this about its centre
+FACE_RATIO = 2.0  # FlashHead's face_ratio: the framed width over the face box's width
+ABOVE_FACE = 0.55  # FlashHead: the share of the framed height above the face box's centre
 FEATHER = 1 / 16  # seam ramp width as a fraction of the pasted region's shorter side
+POLICIES = ("face", "centre")
 POLICY_HELP = "The framing policy must be 'face', 'centre' or a box (top, bottom, left, right) in photo pixels;"
 Box = tuple[int, int, int, int]  # (top, bottom, left, right) in photo pixels, bottom/right exclusive
 
 
-def _square_around(centre_y: float, centre_x: float, side: float, height: int, width: int) -> Box:
-    """The square of `side` pixels centred at (centre_y, centre_x), shrunk to fit the photo if larger,
-    then shifted inside it (pixels rounded; at least 8, the smallest image prepare_image takes)."""
-    side = round(min(max(side, 8.0), height, width))
-    top = round(min(max(centre_y - side / 2, 0.0), height - side))
-    left = round(min(max(centre_x - side / 2, 0.0), width - side))
-    return top, top + side, left, left + side
+def _region_around(centre_y: float, top_share: float, centre_x: float, region_w: float, aspect: float,
+                   height: int, width: int) -> Box:
+    """The region `region_w` pixels wide and `aspect` (height / width) times as tall, with `top_share` of
+    its height above centre_y and centred on centre_x; shrunk (keeping its aspect) where the photo is
+    smaller, then shifted inside it. Pixels rounded; at least 8 a side, the smallest image prepare_image takes."""
+    region_w = min(max(region_w, 8.0, 8.0 / aspect), width, height / aspect)
+    region_h = round(region_w * aspect)
+    region_w = round(region_w)
+    top = round(min(max(centre_y - top_share * region_h, 0.0), height - region_h))
+    left = round(min(max(centre_x - region_w / 2, 0.0), width - region_w))
+    return top, top + region_h, left, left + region_w
 
 
-def _explicit_box(policy, height: int, width: int) -> Box:
-    """A (top, bottom, left, right) policy in pixels -> the square the model sees: widened around its centre."""
+def _explicit_box(policy, height: int, width: int, aspect: float) -> Box:
+    """A (top, bottom, left, right) policy in pixels -> the region the model sees: that box widened to the
+    model's aspect ratio around its centre, shifted inside the photo."""
     try:
         top, bottom, left, right = (float(value) for value in policy)
     except (TypeError, ValueError):
@@ -47,46 +57,60 @@ def _explicit_box(policy, height: int, width: int) -> Box:
             f"The framing box (top, bottom, left, right) = {tuple(policy)} does not lie inside the {width}x{height} "
             f"photo: need 0 <= top < bottom <= {height} and 0 <= left < right <= {width}."
         )
-    side = max(bottom - top, right - left)
-    return _square_around((top + bottom) / 2, (left + right) / 2, side, height, width)
+    region_w = max(right - left, (bottom - top) / aspect)
+    return _region_around((top + bottom) / 2, 0.5, (left + right) / 2, region_w, aspect, height, width)
+
+
+def _centre_box(height: int, width: int, model_h: int, model_w: int) -> Box:
+    """The part of an height x width photo that prepare_image's cover-and-crop keeps, in photo pixels."""
+    (cover_h, cover_w), (off_y, off_x) = cover_and_crop(height, width, model_h, model_w)
+    top, left = round(off_y * height / cover_h), round(off_x * width / cover_w)
+    return top, min(top + round(model_h * height / cover_h), height), left, min(left + round(model_w * width / cover_w), width)
 
 
 @dataclass(frozen=True, eq=False)
 class Framing:
     """A photo framed for the model. photo: [H, W, 3] float32 0..1 (the input, as RGB); height, width:
-    the model's frame size; box: (top, bottom, left, right) in photo pixels, the square the model sees;
-    face: the detected face box (top, bottom, left, right) in photo pixels (clipped to the photo), or None."""
+    the model's frame size; box: (top, bottom, left, right) in photo pixels, the region the model sees
+    (the model's aspect ratio, up to a pixel); face: the detected face box (top, bottom, left, right)
+    in photo pixels (clipped to the photo), or None; whole: the model sees the whole photo scaled to
+    cover its size and centre-cropped ("centre"), rather than the box cut out and scaled."""
 
     photo: torch.Tensor = field(repr=False)
     height: int
     width: int
     box: Box
     face: tuple[float, float, float, float] | None
+    whole: bool = False
+
+    def picture(self) -> torch.Tensor:
+        """The portrait as the model takes it: [3, height, width] float32 in [-1, 1] (media.prepare_image of
+        the box, or of the whole photo for the centre framing, whose cover-and-crop keeps the box)."""
+        top, bottom, left, right = self.box
+        return prepare_image(self.photo if self.whole else self.photo[top:bottom, left:right], self.height, self.width)
 
     def crop(self) -> torch.Tensor:
-        """The model-size portrait [height, width, 3] float32 0..1: the box region through
-        media.prepare_image (scaled to cover height x width, centre-cropped; a square box and a square
-        model size need no crop), mapped from its [-1, 1] back to 0..1."""
-        top, bottom, left, right = self.box
-        x = prepare_image(self.photo[top:bottom, left:right], self.height, self.width)  # [3, height, width]
-        return rearrange((x + 1) / 2, "c h w -> h w c").contiguous()
+        """The model-size portrait [height, width, 3] float32 0..1."""
+        return rearrange((self.picture() + 1) / 2, "c h w -> h w c").contiguous()
 
-    def shown(self) -> Box:
-        """The part of the box the frames show (top, bottom, left, right): the whole box for a square model
-        size, else its centred height:width part, as crop() cuts it."""
+    def face_box(self) -> tuple[float, float, float, float] | None:
+        """The face as (top, bottom, left, right) fractions of the crop, clipped to 0..1 (the identity
+        branch's face_box, see face.py), or None without a detected face."""
+        if self.face is None:
+            return None
         top, bottom, left, right = self.box
-        side = bottom - top
-        (cover_h, cover_w), (off_y, off_x) = cover_and_crop(side, side, self.height, self.width)
-        y0, x0 = top + round(off_y * side / cover_h), left + round(off_x * side / cover_w)
-        y1, x1 = y0 + max(round(self.height * side / cover_h), 1), x0 + max(round(self.width * side / cover_w), 1)
-        return y0, min(y1, bottom), x0, min(x1, right)
+        f_top, f_bottom, f_left, f_right = self.face
+        fractions = ((f_top - top) / (bottom - top), (f_bottom - top) / (bottom - top),
+                     (f_left - left) / (right - left), (f_right - left) / (right - left))
+        top_f, bottom_f, left_f, right_f = (min(max(value, 0.0), 1.0) for value in fractions)
+        return (top_f, bottom_f, left_f, right_f) if top_f < bottom_f and left_f < right_f else None
 
     def paste(self, frames) -> torch.Tensor:
         """frames [N, h, w, 3] float 0..1 (the model's output; torch or numpy) -> [N, H, W, 3] float32 0..1:
-        each frame resized (bilinear, antialiased) onto the shown part of the box and blended over the
-        photo. The blend weight ramps linearly from 0 at the region's edge to 1 at FEATHER of its shorter
-        side inside it, on edges that lie inside the photo (an edge on the photo's border is not feathered);
-        every pixel outside the region is the photo's, exactly."""
+        each frame resized (bilinear, antialiased) onto the box and blended over the photo. The blend
+        weight ramps linearly from 0 at the box's edge to 1 at FEATHER of its shorter side inside it, on
+        edges that lie inside the photo (an edge on the photo's border is not feathered); every pixel
+        outside the box is the photo's, exactly."""
         x = torch.as_tensor(np.array(frames) if isinstance(frames, np.ndarray) else frames).detach()
         if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] == 0 or min(x.shape[1:3]) == 0:
             raise RAPInputError(
@@ -97,14 +121,14 @@ class Framing:
             raise RAPInputError(f"Frames to paste must be float in 0..1, got dtype {x.dtype}; divide uint8 by 255.")
         if not torch.isfinite(x).all():
             raise RAPInputError("Frames to paste contain NaN or infinite values; the generation diverged.")
-        top, bottom, left, right = self.shown()
+        top, bottom, left, right = self.box
         frames = rearrange(x.to(self.photo.device, torch.float32), "n h w c -> n c h w")
         frames = F.interpolate(frames, size=(bottom - top, right - left), mode="bilinear", align_corners=False,
-                               antialias=True).clamp(0, 1)  # [N, 3, rh, rw]
+                               antialias=True).clamp(0, 1)  # [N, 3, bh, bw]
         weight = _feather(bottom - top, right - left, (top > 0, bottom < self.photo.shape[0],
-                                                       left > 0, right < self.photo.shape[1])).to(frames)  # [rh, rw]
+                                                       left > 0, right < self.photo.shape[1])).to(frames)  # [bh, bw]
         out = self.photo[None].repeat(x.shape[0], 1, 1, 1)  # [N, H, W, 3]
-        region = out[:, top:bottom, left:right]  # [N, rh, rw, 3]
+        region = out[:, top:bottom, left:right]  # [N, bh, bw, 3]
         out[:, top:bottom, left:right] = region + (rearrange(frames, "n c h w -> n h w c") - region) * weight[..., None]
         return out
 
@@ -123,38 +147,38 @@ def _feather(height: int, width: int, inner: tuple[bool, bool, bool, bool]) -> t
     return (torch.minimum(dist_y[:, None], dist_x[None, :]) / ramp).clamp(0, 1)
 
 
-def frame_portrait(image, height: int, width: int, policy="face") -> Framing:
+def frame_portrait(image, height: int, width: int, policy="face", face_ratio: float = FACE_RATIO) -> Framing:
     """Frame a photo for a model of `height` x `width` pixels.
 
     image: [H, W, 3] float 0..1 (or anything media.prepare_image accepts), any size.
-    policy: "face": detect faces (BlazeFace), take the largest, frame it like FlashHead (its box
-    scaled by FRAME_SCALE about its centre, made square, shifted inside the photo; shrunk to the largest
-    square that fits where the photo is too small). Without a face it warns (UserWarning, via
-    warnings.warn) and falls back to "centre". "centre": the largest centred square.
-    (top, bottom, left, right): the square the model sees, around that box (widened to a square, shifted
-    inside the photo), in pixels.
+    policy: "face": detect faces (BlazeFace), take the largest, frame it like FlashHead: `face_ratio`
+    times its width wide, the model's aspect ratio, ABOVE_FACE of the height above its centre, shifted
+    inside the photo (shrunk to the largest such region that fits where the photo is too small).
+    Without a face it logs a warning (logger "rap_core") and falls back to "centre". "centre": the
+    photo scaled to cover the model's size, centre-cropped (FlashHead's default). (top, bottom, left,
+    right): the region around that box in pixels, widened to the model's aspect, shifted inside the photo.
     """
     photo = rgb_image(image)  # [H, W, 3]
     for name, size in (("height", height), ("width", width)):
         if not float(size).is_integer() or size < 1:
             raise RAPInputError(f"The model's frame {name} must be a positive whole number of pixels; got {size}.")
+    if not face_ratio > 0:
+        raise RAPInputError(f"The face ratio (framed width over face width) must be positive; got {face_ratio}.")
+    height, width = int(height), int(width)
     photo_h, photo_w, _ = photo.shape
-    face = None
-    if isinstance(policy, str) and policy not in ("face", "centre"):
+    aspect = height / width
+    if isinstance(policy, str) and policy not in POLICIES:
         raise RAPInputError(f"{POLICY_HELP} got {policy!r}.")
     if not isinstance(policy, str):
-        box = _explicit_box(policy, photo_h, photo_w)
-    elif policy == "face" and (faces := detect_faces(rearrange(photo, "h w c -> c h w"))):
+        return Framing(photo, height, width, _explicit_box(policy, photo_h, photo_w, aspect), None)
+    if policy == "face" and (faces := detect_faces(rearrange(photo, "h w c -> c h w"))):
         x0, y0, x1, y1 = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])).box.tolist()
         face = (max(y0, 0.0), min(y1, float(photo_h)), max(x0, 0.0), min(x1, float(photo_w)))
-        side = FRAME_SCALE * max(y1 - y0, x1 - x0)
-        box = _square_around((y0 + y1) / 2, (x0 + x1) / 2, side, photo_h, photo_w)
-    else:
-        if policy == "face":
-            warnings.warn(
-                f"No face found in the {photo_w}x{photo_h} photo; falling back to the 'centre' framing (the largest "
-                f"centred square). Give a photo with a clearly visible face, or pass a box (top, bottom, left, right).",
-                stacklevel=2,
-            )
-        box = _square_around(photo_h / 2, photo_w / 2, min(photo_h, photo_w), photo_h, photo_w)
-    return Framing(photo, int(height), int(width), box, face)
+        box = _region_around((y0 + y1) / 2, ABOVE_FACE, (x0 + x1) / 2, face_ratio * (x1 - x0), aspect, photo_h, photo_w)
+        return Framing(photo, height, width, box, face)
+    if policy == "face":
+        logging.getLogger("rap_core").warning(
+            f"No face found in the {photo_w}x{photo_h} photo; falling back to the 'centre' framing (the photo's "
+            f"centre). Give a photo with a clearly visible face, or pass a box (top, bottom, left, right)."
+        )
+    return Framing(photo, height, width, _centre_box(photo_h, photo_w, height, width), None, whole=True)

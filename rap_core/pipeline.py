@@ -1,6 +1,6 @@
 """RAPPipeline: portrait + speech -> talking-portrait frames, generated chunk by chunk.
 
-Per chunk (clip of 1 + 8(K-1) video frames, see timing.plan_chunks): audio windows of the
+The photo is framed first (framing.py: around the detected face, or its centre). Per chunk (clip of 1 + 8(K-1) video frames, see timing.plan_chunks): audio windows of the
 clip's frames -> audio tokens; noise -> flow-matching steps with the DiT (audio CFG, continuity
 prefix written before every step) -> VAE decode -> optional Lab colour match -> the new frames
 (the steps live in talk.py, shared with the ComfyUI nodes). Memory is bounded by one chunk whatever the audio length; `stream` yields frames as decoded.
@@ -20,7 +20,8 @@ from .errors import RAPInputError
 from .loading.builtin import audio_encoder as builtin_audio_encoder
 from .loading.builtin import builtin_dit, builtin_vae, has_builtin
 from .loading.models import load_dit, load_vae
-from .media import audio_to_mono, prepare_image
+from .framing import Framing, frame_portrait
+from .media import audio_to_mono
 from .models.audio import AudioEncoder
 from .models.dit import RAPTransformer
 from .models.vae import VideoVAE
@@ -90,30 +91,45 @@ class RAPPipeline:
         return plan_chunks(num_frames, cfg.chunk_latents, overlap_latents(cfg), self.vae.temporal_stride,
                            leads(cfg.audio_context))
 
+    def frame(self, image, framing=None) -> Framing:
+        """The photo framed for this model (framing.frame_portrait): `framing` "face", "centre", a box
+        (top, bottom, left, right) in photo pixels, or None for the preset's (RAPConfig.framing)."""
+        return frame_portrait(image, self.config.height, self.config.width,
+                              self.config.framing if framing is None else framing, self.config.face_ratio)
+
     @torch.no_grad()
     def stream(
         self, image, audio, sample_rate: int, seed: int = 0, progress: StepCallback | None = None,
-        face_box: tuple[float, float, float, float] | None = None, **options
+        face_box: tuple[float, float, float, float] | None = None, framing=None, paste_back: bool = False,
+        **options
     ) -> Iterator[torch.Tensor]:
         """Yield the video as chunks of frames [n, H, W, 3] float32 in 0..1 on the CPU, in order,
-        exactly ceil(seconds * fps) frames in all. `face_box` (top, bottom, left, right fractions of
-        the prepared portrait; None: face.CENTRE_FACE) is where the identity branch, if the DiT has
-        one, finds the face. `options` override the preset's SamplingConfig (audio_context among them:
-        lookahead, reference-stream or reference-once, see audio_context.py)."""
+        exactly ceil(seconds * fps) frames in all.
+
+        framing: which part of the photo the model animates (see `frame`; None: the preset's, "face" for
+        all but flashhead-lite). paste_back: put each frame back into the photo (feathered seam), so
+        frames come at the photo's size. face_box (top, bottom, left, right fractions of the framed
+        portrait): where the identity branch, if the DiT has one, finds the face; None: the detected
+        face, else face.CENTRE_FACE. `options` override the preset's SamplingConfig (audio_context among
+        them: lookahead, reference-stream or reference-once, see audio_context.py)."""
         cfg = self.sampling(**options)
+        framed = self.frame(image, framing)
         mono = audio_to_mono(audio, sample_rate, self.config.audio.sample_rate)
         features = chunk_audio(self.audio_encoder, mono, self.config, cfg)
-        picture = prepare_image(image, self.config.height, self.config.width).to(self.device, self.dtype)
+        picture = framed.picture().to(self.device, self.dtype)  # [3, H, W]
         talk, reference = start_talk(cfg, self.dit, self.vae, picture, features.num_frames, seed, features.leads,
-                                     face_box=face_box)
+                                     face_box=framed.face_box() if face_box is None else face_box)
         while not talk.done:
             chunk = talk.chunks[talk.next_chunk]
             _, video = advance(talk, self.dit, self.vae, features, reference, decode=True, progress=progress)
-            yield chunk_frames(chunk, video)
+            frames = chunk_frames(chunk, video)  # [n, H, W, 3]
+            yield framed.paste(frames) if paste_back else frames
 
     def generate(self, image, audio, sample_rate: int, seed: int = 0, progress: StepCallback | None = None,
-                 face_box: tuple[float, float, float, float] | None = None, **options) -> torch.Tensor:
-        """The whole video: frames [N, H, W, 3] float32 in 0..1, N = ceil(audio seconds * fps)."""
-        frames = self.stream(image, audio, sample_rate, seed=seed, progress=progress, face_box=face_box, **options)
+                 face_box: tuple[float, float, float, float] | None = None, framing=None, paste_back: bool = False,
+                 **options) -> torch.Tensor:
+        """The whole video: frames [N, H, W, 3] float32 in 0..1 (at the photo's size with `paste_back`),
+        N = ceil(audio seconds * fps); see `stream`."""
+        frames = self.stream(image, audio, sample_rate, seed=seed, progress=progress, face_box=face_box,
+                             framing=framing, paste_back=paste_back, **options)
         return torch.cat(list(frames))
-

@@ -109,3 +109,30 @@ def test_every_demo_run_says_what_the_demo_model_can_animate(tmp_path):
     )
     assert "synthetic cartoon world" in result.stderr and "not photographs of people" in result.stderr
     assert result.stderr.count("synthetic cartoon world") == 1
+
+
+def test_cli_pastes_the_animated_face_back_into_the_photo(tmp_path):
+    """--paste-back: the video has the photo's size (an odd side cut to even for H.264)."""
+    photo = Image.new("RGB", (701, 523), (128, 128, 128))
+    photo.paste(Image.open(PORTRAIT).convert("RGB").resize((300, 300)), (330, 180))
+    photo.save(tmp_path / "photo.png")
+    audio = tmp_path / "speech.wav"
+    samples = write_wav(audio, 0.5)
+    out = tmp_path / "talk.mp4"
+    result = subprocess.run(
+        [sys.executable, "-m", "rap_core", "generate", "--preset", "demo", "--image", str(tmp_path / "photo.png"),
+         "--audio", str(audio), "--out", str(out), "--framing", "face", "--paste-back"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    info = probe_mp4(out)
+    assert (info["width"], info["height"], info["frames"]) == (700, 522, -(-samples * 25 // RATE))
+
+
+def test_cli_rejects_a_framing_it_cannot_read(tmp_path, portrait_png):
+    result = subprocess.run(
+        [sys.executable, "-m", "rap_core", "generate", "--preset", "tiny", "--image", str(portrait_png),
+         "--audio", str(tmp_path / "a.wav"), "--out", str(tmp_path / "t.mp4"), "--framing", "10,20,30"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2 and "expected face, centre or TOP,BOTTOM,LEFT,RIGHT" in result.stderr

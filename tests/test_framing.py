@@ -18,8 +18,9 @@ from safetensors.torch import load_file
 from skimage import data as skimage_data
 
 from rap_core.errors import RAPInputError
-from rap_core.framing import FEATHER, FRAME_SCALE, frame_portrait
+from rap_core.framing import ABOVE_FACE, FACE_RATIO, FEATHER, frame_portrait
 from rap_core.loading.builtin import blazeface
+from rap_core.media import prepare_image
 
 GOLDEN = Path(__file__).parent / "golden" / "blazeface" / "outputs.safetensors"
 ASTRONAUT_FACE = (80, 172, 178, 268)  # (top, bottom, left, right), hand-labelled
@@ -106,20 +107,23 @@ def test_face_found_and_framed(case):
     top, bottom, left, right = framing.box
     assert bottom - top == right - left  # square
     assert 0 <= top and bottom <= image.shape[0] and 0 <= left and right <= image.shape[1]
-    face_side = max(framing.face[1] - framing.face[0], framing.face[3] - framing.face[2])
-    if bottom - top < min(image.shape[:2]):  # not shrunk to fit the photo: FlashHead's 2x square
-        assert abs((bottom - top) - FRAME_SCALE * face_side) <= 2
+    face_top, face_bottom, face_left, face_right = framing.face
+    if bottom - top < min(image.shape[:2]):  # not shrunk to fit the photo: FlashHead's square, 2x the face's width
+        assert abs((bottom - top) - FACE_RATIO * (face_right - face_left)) <= 2
+        if 0 < top and bottom < image.shape[0]:  # not shifted: 55 % of it above the face's centre
+            assert abs((face_top + face_bottom) / 2 - top - ABOVE_FACE * (bottom - top)) <= 1
     assert framing.crop().shape == (512, 512, 3)
 
 
 @pytest.mark.parametrize("name", ["coffee", "gradient"])
-def test_no_face_falls_back_to_centre(name):
+def test_no_face_falls_back_to_centre(name, caplog):
     image = (torch.from_numpy(skimage_data.coffee()).float() / 255 if name == "coffee"
              else torch.linspace(0, 1, 600)[None, :, None].expand(400, 600, 3))
-    with pytest.warns(UserWarning, match="falling back to the 'centre' framing"):
-        framing = frame_portrait(image, 256, 256)
-    assert framing.face is None
+    framing = frame_portrait(image, 256, 256)
+    assert "falling back to the 'centre' framing" in caplog.text
+    assert framing.face is None and framing.face_box() is None
     assert framing.box == (0, 400, 100, 500)
+    assert torch.equal(framing.picture(), prepare_image(image, 256, 256))  # FlashHead's default framing, exactly
 
 
 def test_uint8_numpy_and_rgba_photos_frame_alike():
@@ -131,7 +135,10 @@ def test_uint8_numpy_and_rgba_photos_frame_alike():
 
 def test_centre_and_explicit_policies():
     image = place((1200, 1600), [])
-    assert frame_portrait(image, 64, 64, policy="centre").box == (0, 1200, 200, 1400)
+    # the part cover-and-crop keeps (its ceil rounding of the covering size shows at 64 pixels)
+    assert frame_portrait(image, 512, 512, policy="centre").box == (0, 1200, 201, 1400)
+    assert frame_portrait(image, 64, 48, policy="centre").box == (0, 1200, 353, 1246)  # the model's 4:3 upright
+    assert frame_portrait(image, 64, 48, policy=(100, 200, 150, 230)).box == (96, 203, 150, 230)  # made 4:3
     assert frame_portrait(image, 64, 64, policy=(100, 200, 150, 230)).box == (100, 200, 140, 240)  # widened
     assert frame_portrait(image, 64, 64, policy=(0, 50, 1500, 1600)).box == (0, 100, 1500, 1600)  # kept inside
 
@@ -150,7 +157,9 @@ def test_crop_is_the_box_at_model_size():
     expected = scaled(image[top:bottom, left:right], 256)
     assert crop.shape == (256, 256, 3) and crop.min() >= 0 and crop.max() <= 1
     assert (crop - expected).abs().max() < 1e-5
-    assert frame_portrait(image, 128, 96).crop().shape == (128, 96, 3)  # non-square model size: centre-cropped
+    upright = frame_portrait(image, 128, 96)  # a non-square model: the region has its aspect
+    top, bottom, left, right = upright.box
+    assert upright.crop().shape == (128, 96, 3) and abs((bottom - top) / (right - left) - 128 / 96) < 0.01
 
 
 @pytest.mark.parametrize("size", [(256, 256), (256, 192)])
@@ -161,12 +170,12 @@ def test_paste(size):
     frames = colour.expand(2, *size, 3).clone()
     out = framing.paste(frames)
     assert out.shape == (2, 1200, 1600, 3)
-    top, bottom, left, right = framing.shown()
+    top, bottom, left, right = framing.box
     ramp = int(np.ceil(FEATHER * min(bottom - top, right - left)))
     outside = torch.ones(1200, 1600, dtype=torch.bool)
     outside[max(top - ramp, 0) : bottom + ramp, max(left - ramp, 0) : right + ramp] = False
     assert (out[:, outside] - image[outside]).abs().max() <= 1 / 255
-    assert torch.equal(out[0, ~outside & ~_region(framing.shown())], image[~outside & ~_region(framing.shown())])
+    assert torch.equal(out[0, ~_region(framing.box)], image[~_region(framing.box)])
     inside = out[:, top + ramp + 1 : bottom - ramp - 1, left + ramp + 1 : right - ramp - 1]
     assert (inside - colour).abs().max() < 1e-5  # the box shows the frames
     seam = out[0, top + ramp // 2, (left + right) // 2]  # on the ramp: between photo and frame

@@ -43,7 +43,8 @@ def evaluate(pipe: RAPPipeline, clips: int, seconds: float, seed: int = 0, **opt
         still, marks = portrait(identity, size), layout(identity, size)
         pose = layout(identity, size, sway=TRACKING_REACH_PX * 2 / size)  # the still's masks, to follow the head
         audio = heldout_speech(seed * 1000 + index * 100, seconds)
-        frames = pipe.generate(still, audio, SAMPLE_RATE, seed=seed + index, face_box=marks.face_box, **options)
+        frames = pipe.generate(still, audio, SAMPLE_RATE, seed=seed + index, face_box=marks.face_box, framing="centre",
+                               **options)  # the still is framed as the training clips are
         opening, envelope = mouth_opening(frames, marks.mouth_box), loudness_envelope(audio, SAMPLE_RATE, fps)
         sync = lipsync_score(opening, envelope)
         offsets = head_offsets(frames, still, head_region(pose.face_skin, marks.mouth_box))  # [T, 2]
