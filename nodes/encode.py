@@ -10,10 +10,11 @@ from comfy_api.latest import io
 from einops import rearrange
 
 from ..rap_core.audio_context import AUDIO_CONTEXTS, held_audio
-from ..rap_core.media import audio_to_mono, prepare_image
-from ..rap_core.talk import Reference, encode_reference
+from ..rap_core.framing import POLICIES, frame_portrait
+from ..rap_core.media import audio_to_mono
+from ..rap_core.talk import encode_reference
 from .networks import load
-from .types import AudioEmbeds, RAPAudioEmbeds, RAPAudioEncoder, RAPReference, RAPVae
+from .types import AudioEmbeds, RAPAudioEmbeds, RAPAudioEncoder, RAPFraming, RAPReference, RAPVae
 
 CATEGORY = "RAP"
 
@@ -63,23 +64,36 @@ class RAPReferenceEncode(io.ComfyNode):
             node_id="RAPReferenceEncode",
             display_name="RAP Reference Encode",
             category=CATEGORY,
-            description="The portrait the video animates. It is scaled to cover the model's size (512x512 "
-            "for the real models) keeping its aspect ratio, then the centre is cropped; transparency "
-            "becomes white. Keep the face centred with some margin. Of a batch, the first image is used.",
-            inputs=[RAPVae.Input("vae"), io.Image.Input("image")],
-            outputs=[RAPReference.Output(display_name="reference"), io.Image.Output(display_name="cropped")],
+            description="The portrait the video animates, framed from the photo: around the detected face, or the "
+            "photo's centre. `cropped` is what the model sees; wire `framing` into RAP Paste Back to put the "
+            "animated frames back into the photo. Transparency becomes white. Of a batch, the first image is used.",
+            inputs=[
+                RAPVae.Input("vae"),
+                io.Image.Input("image"),
+                io.Combo.Input("framing", options=["preset", *POLICIES], default="preset", optional=True,
+                               tooltip="face: the detected face, framed as the model's training portraits are (the "
+                               "largest face; the centre if none is found). centre: the photo scaled to cover the "
+                               "model's size, centre-cropped. preset: the model's own (flashhead-lite: centre, as its "
+                               "authors run it; the others: face)."),
+            ],
+            outputs=[
+                RAPReference.Output(display_name="reference"),
+                io.Image.Output(display_name="cropped"),
+                RAPFraming.Output(display_name="framing"),
+            ],
         )
 
     @classmethod
-    def execute(cls, vae, image) -> io.NodeOutput:
+    def execute(cls, vae, image, framing: str = "preset") -> io.NodeOutput:
         config = vae.config
-        picture = prepare_image(image, config.height, config.width)  # [3, H, W] in [-1, 1]
+        framed = frame_portrait(image, config.height, config.width,
+                                config.framing if framing == "preset" else framing, config.face_ratio)
+        picture = framed.picture()  # [3, H, W] in [-1, 1]
         load(vae)
-        reference = encode_reference(vae.model, picture.to(vae.device, vae.dtype), config.sampling.chunk_latents)
-        keep = mm.intermediate_device()
-        held = Reference(reference.image.to(keep), reference.latent.to(keep))
-        cropped = rearrange((picture.float().cpu() + 1) / 2, "c h w -> 1 h w c")  # [1, H, W, 3]
-        return io.NodeOutput(held, cropped)
+        reference = encode_reference(vae.model, picture.to(vae.device, vae.dtype), config.sampling.chunk_latents,
+                                     face_box=framed.face_box())
+        cropped = rearrange(framed.crop(), "h w c -> 1 h w c")  # [1, H, W, 3]
+        return io.NodeOutput(reference.to(mm.intermediate_device()), cropped, framed)
 
 
 ENCODERS = [RAPAudioEncode, RAPReferenceEncode]

@@ -19,6 +19,7 @@ RAPAudioEncoder = io.Custom("RAP_AUDIO_ENCODER")
 RAPAudioEmbeds = io.Custom("RAP_AUDIO_EMBEDS")
 RAPReference = io.Custom("RAP_REFERENCE")
 RAPLatents = io.Custom("RAP_LATENTS")
+RAPFraming = io.Custom("RAP_FRAMING")  # a rap_core.framing.Framing: where the portrait came from, to paste back
 RAPFantasyTalking = io.Custom("RAP_FANTASYTALKING")  # a rap_core.models.fantasytalking.FantasyTalkingAudio
 
 

@@ -13,6 +13,7 @@ the model's size and centre-cropped (media.prepare_image), exactly.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,7 @@ from .media import cover_and_crop, prepare_image, rgb_image
 FACE_RATIO = 2.0  # FlashHead's face_ratio: the framed width over the face box's width
 ABOVE_FACE = 0.55  # FlashHead: the share of the framed height above the face box's centre
 FEATHER = 1 / 16  # seam ramp width as a fraction of the pasted region's shorter side
+PASTE_BATCH = 16  # frames resized at a time by Framing.paste
 POLICIES = ("face", "centre")
 POLICY_HELP = "The framing policy must be 'face', 'centre' or a box (top, bottom, left, right) in photo pixels;"
 Box = tuple[int, int, int, int]  # (top, bottom, left, right) in photo pixels, bottom/right exclusive
@@ -105,12 +107,13 @@ class Framing:
         top_f, bottom_f, left_f, right_f = (min(max(value, 0.0), 1.0) for value in fractions)
         return (top_f, bottom_f, left_f, right_f) if top_f < bottom_f and left_f < right_f else None
 
-    def paste(self, frames) -> torch.Tensor:
+    def paste(self, frames, progress: Callable[[int], None] | None = None) -> torch.Tensor:
         """frames [N, h, w, 3] float 0..1 (the model's output; torch or numpy) -> [N, H, W, 3] float32 0..1:
         each frame resized (bilinear, antialiased) onto the box and blended over the photo. The blend
         weight ramps linearly from 0 at the box's edge to 1 at FEATHER of its shorter side inside it, on
         edges that lie inside the photo (an edge on the photo's border is not feathered); every pixel
-        outside the box is the photo's, exactly."""
+        outside the box is the photo's, exactly. Frames go PASTE_BATCH at a time, so memory holds the
+        result and one batch; progress(frames done) is called after each batch."""
         x = torch.as_tensor(np.array(frames) if isinstance(frames, np.ndarray) else frames).detach()
         if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] == 0 or min(x.shape[1:3]) == 0:
             raise RAPInputError(
@@ -122,14 +125,18 @@ class Framing:
         if not torch.isfinite(x).all():
             raise RAPInputError("Frames to paste contain NaN or infinite values; the generation diverged.")
         top, bottom, left, right = self.box
-        frames = rearrange(x.to(self.photo.device, torch.float32), "n h w c -> n c h w")
-        frames = F.interpolate(frames, size=(bottom - top, right - left), mode="bilinear", align_corners=False,
-                               antialias=True).clamp(0, 1)  # [N, 3, bh, bw]
         weight = _feather(bottom - top, right - left, (top > 0, bottom < self.photo.shape[0],
-                                                       left > 0, right < self.photo.shape[1])).to(frames)  # [bh, bw]
+                                                       left > 0, right < self.photo.shape[1]))[..., None]  # [bh, bw, 1]
         out = self.photo[None].repeat(x.shape[0], 1, 1, 1)  # [N, H, W, 3]
-        region = out[:, top:bottom, left:right]  # [N, bh, bw, 3]
-        out[:, top:bottom, left:right] = region + (rearrange(frames, "n c h w -> n h w c") - region) * weight[..., None]
+        region = self.photo[top:bottom, left:right]  # [bh, bw, 3]
+        for start in range(0, x.shape[0], PASTE_BATCH):
+            batch = rearrange(x[start : start + PASTE_BATCH].to(self.photo.device, torch.float32), "n h w c -> n c h w")
+            batch = F.interpolate(batch, size=(bottom - top, right - left), mode="bilinear", align_corners=False,
+                                  antialias=True).clamp(0, 1)  # [n, 3, bh, bw]
+            blended = region + (rearrange(batch, "n c h w -> n h w c") - region) * weight  # [n, bh, bw, 3]
+            out[start : start + PASTE_BATCH, top:bottom, left:right] = blended
+            if progress is not None:
+                progress(min(start + PASTE_BATCH, x.shape[0]))
         return out
 
 

@@ -51,6 +51,7 @@ class Reference:
     image: torch.Tensor  # [1, 3, 1, H, W] in [-1, 1]
     latent: torch.Tensor  # [1, C, K, h, w]: the still image held for a K-latent clip, encoded
     face: torch.Tensor | None = None  # [1, C, 1, h, w]: the face crop, encoded (face.py), for the identity branch
+    face_box: tuple[float, float, float, float] | None = None  # where the face is (face.py; None: CENTRE_FACE)
 
     @property
     def chunk_latents(self) -> int:
@@ -59,28 +60,31 @@ class Reference:
     def to(self, device=None, dtype=None) -> Reference:
         """Every tensor of the reference on `device` and in `dtype`."""
         face = None if self.face is None else self.face.to(device, dtype)
-        return Reference(self.image.to(device, dtype), self.latent.to(device, dtype), face)
+        return dataclasses.replace(self, image=self.image.to(device, dtype), latent=self.latent.to(device, dtype),
+                                   face=face)
 
 
 @torch.no_grad()
 def encode_reference(
-    vae: VideoVAE, picture: torch.Tensor, chunk_latents: int, generator: torch.Generator | None = None
+    vae: VideoVAE, picture: torch.Tensor, chunk_latents: int, generator: torch.Generator | None = None,
+    face_box: tuple[float, float, float, float] | None = None,
 ) -> Reference:
     """picture [3, H, W] in [-1, 1] (media.prepare_image), on the VAE's device and dtype. With a
-    `generator`, the latent is a posterior sample drawn from it (FlashHead's); else the mean."""
+    `generator`, the latent is a posterior sample drawn from it (FlashHead's); else the mean.
+    face_box: where the face is on the picture (fractions, face.py), kept for the identity branch."""
     clip = covered_video_frames(chunk_latents, vae.temporal_stride)
     still = repeat(picture, "c h w -> 1 c t h w", t=clip)  # [1, 3, T_c, H, W]
-    return Reference(still[:, :, :1], vae.encode(still, sample=generator is not None, generator=generator))
+    latent = vae.encode(still, sample=generator is not None, generator=generator)
+    return Reference(still[:, :, :1], latent, face_box=face_box)
 
 
 @torch.no_grad()
-def with_face(reference: Reference, dit: RAPTransformer, vae: VideoVAE, picture: torch.Tensor,
-              box: tuple[float, float, float, float] | None = None) -> Reference:
-    """The reference with its face crop encoded (face.py) if `dit` has the identity branch, else as
-    it is. picture [3, H, W] as for encode_reference; box: where the face is (None: CENTRE_FACE)."""
+def with_face(reference: Reference, dit: RAPTransformer, vae: VideoVAE, picture: torch.Tensor) -> Reference:
+    """The reference with the face crop in its face_box encoded (face.py) if `dit` has the identity
+    branch, else as it is. picture [3, H, W] as for encode_reference."""
     if dit.identity is None:
         return reference
-    face = encode_face(vae, picture, box).to(reference.latent.device, reference.latent.dtype)  # [1, C, 1, h, w]
+    face = encode_face(vae, picture, reference.face_box).to(reference.latent.device, reference.latent.dtype)  # [1, C, 1, h, w]
     return dataclasses.replace(reference, face=face)
 
 
@@ -164,12 +168,16 @@ def start_talk(
     picture [3, H, W] in [-1, 1] on the VAE's device and dtype. The seed's generator makes the
     reference latent first when `cfg.sample_posterior` (FlashHead's first draw); otherwise the
     latent is the posterior mean, and `reference` is reused if it was encoded for this chunk length.
-    The identity branch, if the DiT has one, sees the face in `face_box` (None: CENTRE_FACE).
+    The identity branch, if the DiT has one, sees the face in `face_box`, else in the given
+    reference's (None: CENTRE_FACE).
     """
     generator = torch.Generator().manual_seed(seed)
+    if face_box is None and reference is not None:
+        face_box = reference.face_box
     if cfg.sample_posterior or reference is None or reference.chunk_latents != cfg.chunk_latents:
-        reference = encode_reference(vae, picture, cfg.chunk_latents, generator if cfg.sample_posterior else None)
-    reference = with_face(reference, dit, vae, picture, face_box)
+        reference = encode_reference(vae, picture, cfg.chunk_latents, generator if cfg.sample_posterior else None,
+                                     face_box)
+    reference = with_face(dataclasses.replace(reference, face_box=face_box), dit, vae, picture)
     return Talk(cfg, reference, num_frames, generator, vae.temporal_stride, leads), reference
 
 

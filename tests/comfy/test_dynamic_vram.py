@@ -145,7 +145,7 @@ def demo_chain(nodes, mm):
     encoder, = run(nodes, "RAPAudioEncoderLoader", encoder=BUILTIN, preset="demo", download=False)
     assert hasattr(model.patcher.model.blocks[0].self_attn.q, "comfy_cast_weights")
     embeds, _ = run(nodes, "RAPAudioEncode", audio_encoder=encoder, audio=DEMO_AUDIO, frames=0)
-    reference, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=DEMO_IMAGE)
+    reference, _, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=DEMO_IMAGE)
     latents, = run(nodes, "RAPSampler", model=model, vae=vae, audio_embeds=embeds, reference=reference, seed=5,
                    steps=2, cfg=1.0, shift=3.0, sampler="euler", continuity="inherit", continuity_n=1, chunk_latents=9,
                    audio_attention="model", alpha_w=1.0, alpha_delta=0.0, color_correction=0.0, expression=0.5,

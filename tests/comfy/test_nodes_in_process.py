@@ -29,7 +29,7 @@ def talk(comfy):
     audio = {"waveform": 0.1 * torch.randn(1, 2, int(44100 * 2.3), generator=g), "sample_rate": 44100}
     image = torch.rand(1, 80, 64, 3, generator=g)
     embeds, frames = run(nodes, "RAPAudioEncode", audio_encoder=encoder, audio=audio, frames=0)
-    reference, cropped = run(nodes, "RAPReferenceEncode", vae=vae, image=image)
+    reference, cropped, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=image)
     return dict(model=model, vae=vae, encoder=encoder, audio=audio, image=image, embeds=embeds, frames=frames,
                 reference=reference, cropped=cropped)
 
@@ -152,7 +152,7 @@ def test_weight_files_load_through_comfy_cast_layers_and_sample_the_same(comfy, 
                  attention="sdpa", download=False)
     vae, = run(nodes, "RAPVAELoader", vae_name="mine/vae.safetensors", preset="tiny", weight_dtype="fp32", download=False)
     assert hasattr(model.model.blocks[0].self_attn.q, "comfy_cast_weights")
-    reference, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=talk["image"])
+    reference, _, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=talk["image"])
     from_files = run(nodes, "RAPDecode", vae=vae, latents=run(
         nodes, "RAPSampler", **sampler_inputs(talk, model=model, vae=vae, reference=reference))[0])[0]
     built_in = run(nodes, "RAPDecode", vae=talk["vae"], latents=run(nodes, "RAPSampler", **sampler_inputs(talk))[0])[0]
@@ -171,7 +171,7 @@ def test_the_demo_models_identity_branch_sees_the_portraits_centre_crop(comfy):
     audio = {"waveform": 0.1 * torch.randn(1, 1, 16000, generator=g), "sample_rate": 16000}
     image = torch.rand(1, 128, 128, 3, generator=g)
     embeds, _ = run(nodes, "RAPAudioEncode", audio_encoder=encoder, audio=audio, frames=0)
-    reference, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=image)
+    reference, _, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=image)
     demo = dict(steps=2, shift=3.0, sampler="euler", continuity="inherit", chunk_latents=9, color_correction=0.0)
     latents, = run(nodes, "RAPSampler", **sampler_inputs(
         dict(model=model, vae=vae, embeds=embeds, reference=reference), **demo))
