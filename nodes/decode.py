@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from ..rap_core.media import audio_for_frames
 from ..rap_core.talk import chunk_frames, decode_chunk
 from .networks import load
-from .sampler import PREVIEW_SIZE, frame_image
+from .sampler import frame_preview
 from .types import RAPLatents, RAPVae, TalkLatents
 
 
@@ -44,7 +44,7 @@ class RAPDecode(io.ComfyNode):
                     vae.model, latent.to(device, dtype), latents.reference, talk.cfg.color_correction
                 )  # [1, 3, T_c, H, W]
             frames.append(chunk_frames(talk.chunks[latents.first_chunk + i], video))
-            bar.update_absolute(i + 1, preview=("JPEG", frame_image(video[0, :, -1]), PREVIEW_SIZE))
+            bar.update_absolute(i + 1, preview=frame_preview(video[0, :, -1]))
         first, end = latents.frame_range
         sound = latents.audio
         fps = sound.config.fps

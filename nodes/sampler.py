@@ -7,6 +7,7 @@ import dataclasses
 
 import comfy.model_management as mm
 import comfy.utils
+from comfy.cli_args import args
 from comfy_api.latest import io
 from PIL import Image
 
@@ -15,9 +16,6 @@ from ..rap_core.talk import Reference, Talk, advance, start_talk
 from ..rap_core.timing import MAX_CHUNK_LATENTS
 from .networks import load
 from .types import RAPAudioEmbeds, RAPLatents, RAPModel, RAPReference, RAPVae, TalkLatents
-
-PREVIEW_SIZE = 512
-
 
 class RAPSampler(io.ComfyNode):
     @classmethod
@@ -106,7 +104,7 @@ class RAPSampler(io.ComfyNode):
             preview = None
             if video is not None:  # motion-frame continuity decoded the chunk: keep it for RAP Decode
                 decoded.append(video.to(keep))
-                preview = ("JPEG", frame_image(video[0, :, -1]), PREVIEW_SIZE)
+                preview = frame_preview(video[0, :, -1])
             latents.append(latent.to(keep))
             bar.update_absolute((done + 1) * steps, preview=preview)
         return io.NodeOutput(TalkLatents(talk, first_chunk, latents, decoded, reference.to(keep), audio_embeds))
@@ -144,7 +142,8 @@ def _chunks_to_sample(talk: Talk, frames: int) -> int:
     return count + 1
 
 
-def frame_image(frame) -> Image.Image:
-    """frame [3, H, W] in [-1, 1] -> a PIL image (progress previews)."""
+def frame_preview(frame) -> tuple[str, Image.Image, int]:
+    """frame [3, H, W] in [-1, 1] -> a ProgressBar preview at the frame's own size (ComfyUI scales a preview
+    to fit its third item, up as well as down; --preview-size caps it)."""
     pixels = ((frame.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()  # [H, W, 3]
-    return Image.fromarray(pixels)
+    return "JPEG", Image.fromarray(pixels), min(max(pixels.shape[:2]), args.preview_size)
