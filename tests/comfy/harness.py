@@ -693,6 +693,66 @@ def api_to_ui(
     return dict(json.loads(page.evaluate(_API_TO_UI_JS, [dict(api_json), control_after_generate])))
 
 
+# Node types that show their image below their widgets: the frontend adds the preview, and grows
+# the node to hold it, when it first draws the node after the image has loaded.
+IMAGE_PREVIEW_NODES = ("LoadImage",)
+
+_NODE_BOXES_JS = """
+async (previewing) => {
+  const until = (test, what) => new Promise((resolve, reject) => {
+    const start = performance.now();
+    const poll = () => test() ? resolve()
+      : performance.now() - start > 60000 ? reject(new Error(`${what} after 60 s`)) : setTimeout(poll, 50);
+    poll();
+  });
+  for (const node of app.graph.nodes.filter(n => previewing.includes(n.type))) {
+    app.canvas.centerOnNode(node);
+    app.canvas.setDirty(true, true);
+    await until(() => node.widgets?.some(w => w.name === '$$canvas-image-preview'), `no preview in node ${node.id}`);
+  }
+  await document.fonts.ready;
+  const ctx = document.createElement('canvas').getContext('2d');
+  const nodes = app.graph.nodes.map(n => {
+    const computed = n.computeSize();
+    ctx.font = n.titleFontStyle;
+    return {id: String(n.id), type: n.type, title: n.getTitle(), pos: [...n.pos],
+            size: [Math.max(n.size[0], computed[0]), Math.max(n.size[1], computed[1])],
+            title_width: ctx.measureText(n.getTitle()).width};
+  });
+  return JSON.stringify({title_height: LiteGraph.NODE_TITLE_HEIGHT, nodes});
+}
+"""
+
+
+def node_boxes(page: Any) -> JSON:
+    """The nodes of the graph open in the frontend as it draws them, once each image preview is in:
+    ``{"title_height": h, "nodes": [{id, type, title, pos, size, title_width}]}``. The title bar is
+    ``h`` high above ``pos``; ``size`` is the body, the larger of the node's own size and the size the
+    frontend computes for its widgets (it grows the node to that); ``title_width`` is the title in the
+    frontend's title font."""
+    return dict(json.loads(page.evaluate(_NODE_BOXES_JS, list(IMAGE_PREVIEW_NODES))))
+
+
+def layout_problems(boxes: Mapping[str, Any]) -> list[str]:
+    """What hides part of a graph measured by :func:`node_boxes`: two nodes whose boxes (title bar
+    included) overlap, and a title wider than the frontend leaves it (the node's width less a title-bar
+    height each side; it cuts off the rest)."""
+    bar = boxes["title_height"]
+    nodes = boxes["nodes"]
+    edges = {n["id"]: (n["pos"][0], n["pos"][1] - bar, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+             for n in nodes}  # left, top, right, bottom
+    names = {n["id"]: f"{n['title']} ({n['id']})" for n in nodes}
+    problems = [
+        f"{names[a]} overlaps {names[b]}"
+        for i, a in enumerate(edges) for b in list(edges)[i + 1:]
+        if edges[a][0] < edges[b][2] and edges[b][0] < edges[a][2] and edges[a][1] < edges[b][3] and edges[b][1] < edges[a][3]
+    ]
+    return problems + [
+        f"the title of {names[n['id']]} is cut off: {n['title_width']:.0f} px in {n['size'][0] - 2 * bar:.0f}"
+        for n in nodes if n["title_width"] > n["size"][0] - 2 * bar
+    ]
+
+
 # Inputs that the frontend's graphToPrompt adds for widgets of its own (LoadAudio's player
 # serializes as ``"audioUI": ""``); the server ignores them.
 FRONTEND_ONLY_INPUTS = frozenset({"audioUI"})

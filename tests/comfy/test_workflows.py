@@ -16,7 +16,9 @@ from harness import (
     Frontend,
     animated_outputs,
     comfy_cli_run,
+    layout_problems,
     load_ui_workflow,
+    node_boxes,
     prompt_diff,
 )
 
@@ -178,6 +180,16 @@ def test_frontend_loads_each_ui_workflow_and_gives_the_api_workflow(comfy_server
             titles = {key: node["_meta"]["title"] for key, node in loaded["prompt_output"].items()}
             assert titles == {key: node["_meta"]["title"] for key, node in api(name).items()}
         assert ui.page_errors == []
+
+
+def test_ui_workflows_show_every_node_whole(comfy_server: ComfyServer):
+    """Loaded in the frontend, with Load Image's preview in: no node covers another, no title is cut off."""
+    with Frontend(comfy_server.url) as ui:
+        problems = {}
+        for name in ALL:
+            load_ui_workflow(ui.page, json.loads((WORKFLOWS / f"{name}.json").read_text()))
+            problems[name] = layout_problems(node_boxes(ui.page))
+    assert problems == {name: [] for name in ALL}
 
 
 def test_workflow_templates_list_the_pack_workflows(comfy_server: ComfyServer):
