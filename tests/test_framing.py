@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from skimage import data as skimage_data
 
 from rap_core.errors import RAPInputError
+from rap_core.face_detection import detect_faces
 from rap_core.framing import ABOVE_FACE, FACE_RATIO, FEATHER, frame_portrait
 from rap_core.loading.builtin import blazeface
 from rap_core.media import prepare_image
@@ -209,3 +210,43 @@ def test_port_matches_tflite_golden():
         regressors, logits = blazeface()(x)
     torch.testing.assert_close(logits[0], golden["logits"], atol=1e-3, rtol=1e-5)
     torch.testing.assert_close(regressors[0, golden["anchors"]], golden["regressors"], atol=1e-3, rtol=1e-5)
+
+
+def megapixel(face_size: int, top: int, left: int) -> tuple[torch.Tensor, tuple]:
+    """The astronaut scaled to face_size pixels at (top, left) on a grey 1152x864 canvas -> ([3, 864, 1152], label)."""
+    photo = place((864, 1152), [(scaled(astronaut(), face_size), (top, left))])
+    return rearrange(photo, "h w c -> c h w"), shift(scale(ASTRONAUT_FACE, face_size / 512), top, left)
+
+
+@pytest.mark.parametrize("face_size", [300, 800])
+def test_detector_finds_small_and_large_faces_in_a_megapixel_photo(face_size):
+    image, label = megapixel(face_size, 864 - face_size - 20, 1152 - face_size - 40)
+    faces = detect_faces(image)
+    assert len(faces) == 1
+    x0, y0, x1, y1 = faces[0].box.tolist()  # photo pixels
+    assert iou((y0, y1, x0, x1), label) >= 0.5, f"{faces[0].box} vs label {label}"
+    eyes = faces[0].keypoints[:2]  # [2, 2] (x, y)
+    assert ((eyes[:, 0] > x0) & (eyes[:, 0] < x1) & (eyes[:, 1] > y0) & (eyes[:, 1] < y1)).all()
+
+
+def test_detector_scales_the_photo_down_once(monkeypatch):
+    """Every search level and second look reads one working image (the finest windows at 128 pixels) or a
+    small crop of the photo: the full photo goes through a resize once, not once per level."""
+    image, _ = megapixel(300, 400, 700)
+    sizes = []
+    resize = F.interpolate
+
+    def counted(x, *args, **kwargs):
+        sizes.append(x.shape[-2] * x.shape[-1])
+        return resize(x, *args, **kwargs)
+
+    monkeypatch.setattr(F, "interpolate", counted)
+    assert len(detect_faces(image)) == 1
+    assert sizes.count(864 * 1152) == 1
+    assert sum(sizes) < 1.5 * 864 * 1152
+
+
+def test_detector_input():
+    assert detect_faces(torch.full((3, 2, 2), 0.5)) == []  # too small to hold a face
+    with pytest.raises(RAPInputError, match=r"\[3, H, W\]"):
+        detect_faces(torch.zeros(64, 64, 3))

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-
 INPUT_SIZE = 128
 # (in_channels, out_channels, stride) of the residual blocks, as in the tflite graph.
 BLOCKS = [(24, 24, 1), (24, 28, 1), (28, 32, 2), (32, 36, 1), (36, 42, 1), (42, 48, 2), (48, 56, 1), (56, 64, 1),
@@ -117,13 +116,13 @@ class Detection(NamedTuple):
 
 
 def decode(boxes: torch.Tensor, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One image's raw outputs boxes [896, 16], logits [896] -> (boxes [896, 4] as x0, y0, x1, y1 in
-    0..1, keypoints [896, 6, 2] in 0..1, scores [896])."""
+    """Raw outputs boxes [..., 896, 16], logits [..., 896] (one image, or a batch: leading dims ...) ->
+    (boxes [..., 896, 4] as x0, y0, x1, y1 in 0..1, keypoints [..., 896, 6, 2] in 0..1, scores [..., 896])."""
     centres = anchors().to(boxes)  # [896, 2]
     raw = boxes / INPUT_SIZE
-    centre, size = raw[:, 0:2] + centres, raw[:, 2:4]  # [896, 2] each
-    corners = torch.cat([centre - size / 2, centre + size / 2], dim=1)  # [896, 4]
-    points = rearrange(raw[:, 4:], "n (p c) -> n p c", c=2) + centres[:, None]  # [896, 6, 2]
+    centre, size = raw[..., 0:2] + centres, raw[..., 2:4]  # [..., 896, 2] each
+    corners = torch.cat([centre - size / 2, centre + size / 2], dim=-1)  # [..., 896, 4]
+    points = rearrange(raw[..., 4:], "... n (p c) -> ... n p c", c=2) + centres[:, None]  # [..., 896, 6, 2]
     scores = torch.sigmoid(logits.clamp(-SCORE_CLIP, SCORE_CLIP))
     return corners, points, scores
 
