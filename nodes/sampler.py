@@ -4,6 +4,7 @@ earlier sampler's talk so a long talk can be split over several nodes without a 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import comfy.model_management as mm
 import comfy.utils
@@ -11,11 +12,22 @@ from comfy.cli_args import args
 from comfy_api.latest import io
 from PIL import Image
 
+from ..rap_core.config import SamplingConfig, get_preset, preset_names
 from ..rap_core.errors import RAPInputError
-from ..rap_core.talk import Reference, Talk, advance, start_talk
+from ..rap_core.talk import Reference, Talk, advance, overlap_latents, start_talk
 from ..rap_core.timing import MAX_CHUNK_LATENTS
 from .networks import load
 from .types import RAPAudioEmbeds, RAPLatents, RAPModel, RAPReference, RAPVae, TalkLatents
+
+PRESET = "preset"  # a combo's first option: the value of the model's preset
+
+
+def _by_preset(setting: Callable[[SamplingConfig], object]) -> str:
+    """'demo 4, flashhead-lite 4, ...': one sampling setting of every preset, for a tooltip."""
+    values = {name: setting(get_preset(name).sampling) for name in preset_names()}
+    return ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                     for name, value in values.items())
+
 
 class RAPSampler(io.ComfyNode):
     @classmethod
@@ -26,7 +38,7 @@ class RAPSampler(io.ComfyNode):
             category="RAP",
             description="Generates the talking-portrait latents chunk by chunk. Connect `previous` to "
             "continue the talk of an earlier RAP Sampler (same audio embeds) exactly where it stopped. "
-            "Defaults suit SoulX-FlashHead-Lite.",
+            "Widgets left at 0, -1 or preset take the value of the model's preset.",
             inputs=[
                 RAPModel.Input("model"),
                 RAPVae.Input("vae"),
@@ -34,26 +46,37 @@ class RAPSampler(io.ComfyNode):
                 RAPReference.Input("reference"),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Noise seed. A continuing sampler carries on the earlier one's noise instead."),
-                io.Int.Input("steps", default=4, min=1, max=100, tooltip="Denoising steps per chunk."),
-                io.Float.Input("cfg", default=1.0, min=1.0, max=20.0, step=0.1,
-                               tooltip="Audio classifier-free guidance; 1 turns it off (one model pass per step)."),
-                io.Float.Input("shift", default=5.0, min=0.1, max=20.0, step=0.1, tooltip="Flow-matching schedule shift."),
-                io.Combo.Input("sampler", options=["renoise", "euler"], default="renoise",
-                               tooltip="renoise: FlashHead's distilled update; euler: the ODE step RAP uses."),
-                io.Combo.Input("continuity", options=["motion_frames", "inherit", "none"], default="motion_frames",
+                io.Int.Input("steps", default=0, min=0, max=100, tooltip="Denoising steps per chunk. "
+                             f"0: the model's preset ({_by_preset(lambda s: s.steps)})."),
+                io.Float.Input("cfg", default=0.0, min=0.0, max=20.0, step=0.1,
+                               tooltip="Audio classifier-free guidance, 1 or more; 1 turns it off (one model pass per "
+                               f"step). 0: the model's preset ({_by_preset(lambda s: s.cfg_scale)})."),
+                io.Float.Input("shift", default=0.0, min=0.0, max=20.0, step=0.1, tooltip="Flow-matching schedule "
+                               f"shift. 0: the model's preset ({_by_preset(lambda s: s.shift)})."),
+                io.Combo.Input("sampler", options=[PRESET, "renoise", "euler"], default=PRESET,
+                               tooltip="renoise: FlashHead's distilled update; euler: the ODE step RAP uses. "
+                               f"preset: the model's ({_by_preset(lambda s: s.sampler)})."),
+                io.Combo.Input("continuity", options=[PRESET, "motion_frames", "inherit", "none"], default=PRESET,
                                tooltip="How a chunk continues the previous one: FlashHead's clean motion frames, "
-                               "RAP's step-wise latent inheritance, or independent chunks."),
-                io.Int.Input("continuity_n", default=2, min=1, max=MAX_CHUNK_LATENTS - 1,
-                             tooltip="Latent frames a chunk takes over from the previous one."),
-                io.Int.Input("chunk_latents", default=5, min=2, max=MAX_CHUNK_LATENTS,
-                             tooltip="Latent frames per chunk (5 -> 33 video frames)."),
+                               "RAP's step-wise latent inheritance, or independent chunks. "
+                               f"preset: the model's ({_by_preset(lambda s: s.continuity)})."),
+                io.Int.Input("continuity_n", default=0, min=0, max=MAX_CHUNK_LATENTS - 1,
+                             tooltip="Latent frames a chunk takes over from the previous one. 0: the model's preset for "
+                             f"the continuity used (with each preset's own: {_by_preset(overlap_latents)})."),
+                io.Int.Input("chunk_latents", default=0, min=0, max=MAX_CHUNK_LATENTS,
+                             tooltip="Latent frames per chunk (5 -> 33 video frames with the LTX VAE). "
+                             f"0: the model's preset ({_by_preset(lambda s: s.chunk_latents)})."),
                 io.Combo.Input("audio_attention", options=["model", "window", "full", "hybrid"], default="model",
-                               tooltip="model: as the checkpoint was trained. hybrid blends window and full attention by depth."),
+                               tooltip="model: as the checkpoint was trained, with its own alphas. hybrid blends "
+                               "window and full attention by depth with alpha_w and alpha_delta."),
                 io.Float.Input("alpha_w", default=1.0, min=-4.0, max=4.0, step=0.05,
-                               tooltip="hybrid only: window weight of block i = clamp(alpha_delta + alpha_w * i/(L-1), 0, 1)."),
-                io.Float.Input("alpha_delta", default=0.0, min=-4.0, max=4.0, step=0.05, tooltip="hybrid only, see alpha_w."),
-                io.Float.Input("color_correction", default=1.0, min=0.0, max=1.0, step=0.05,
-                               tooltip="Match the colours of decoded frames to the portrait (0 = off)."),
+                               tooltip="audio_attention hybrid only: window weight of block i = "
+                               "clamp(alpha_delta + alpha_w * i/(L-1), 0, 1)."),
+                io.Float.Input("alpha_delta", default=0.0, min=-4.0, max=4.0, step=0.05,
+                               tooltip="audio_attention hybrid only, see alpha_w."),
+                io.Float.Input("color_correction", default=-1.0, min=-1.0, max=1.0, step=0.05,
+                               tooltip="Match the colours of decoded frames to the portrait, 0 (off) to 1. "
+                               f"-1: the model's preset ({_by_preset(lambda s: s.color_correction)})."),
                 io.Float.Input("expression", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="Mouth/expression intensity (0.5 = natural). Models with motion-intensity "
                                "controls only (the demo model); others need 0.5."),
@@ -69,18 +92,10 @@ class RAPSampler(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, model, vae, audio_embeds, reference: Reference, seed: int, steps: int, cfg: float, shift: float,
-        sampler: str, continuity: str, continuity_n: int, chunk_latents: int, audio_attention: str,
-        alpha_w: float, alpha_delta: float, color_correction: float, expression: float, head_motion: float, frames: int,
-        previous: TalkLatents | None = None,
+        cls, model, vae, audio_embeds, reference: Reference, seed: int, frames: int,
+        previous: TalkLatents | None = None, **widgets,
     ) -> io.NodeOutput:
-        settings = dataclasses.replace(
-            model.config.sampling, audio_context=audio_embeds.features.context, steps=steps, shift=shift,
-            sampler=sampler, cfg_scale=cfg, continuity=continuity, inherit_latents=continuity_n,
-            motion_latents=continuity_n, chunk_latents=chunk_latents, color_correction=color_correction,
-            audio_mode=None if audio_attention == "model" else audio_attention, alpha_w=alpha_w,
-            alpha_delta=alpha_delta, expression=expression, head_motion=head_motion,
-        )  # the preset's schedule and posterior sampling, the audio embeds' context
+        settings = sampling_settings(model.config.sampling, audio_embeds.features.context, **widgets)
         _check_compatible(model, vae, audio_embeds, previous)
         load(model, vae)
         device, dtype = model.device, model.dtype
@@ -92,7 +107,7 @@ class RAPSampler(io.ComfyNode):
             talk, reference = previous.talk.fork(settings), previous.reference
         placed = reference.to(device, dtype)
         todo = _chunks_to_sample(talk, frames)
-        first_chunk, keep = talk.next_chunk, mm.intermediate_device()
+        first_chunk, keep, steps = talk.next_chunk, mm.intermediate_device(), settings.steps
         bar = comfy.utils.ProgressBar(todo * steps)
         latents, decoded = [], []
         for done in range(todo):
@@ -108,6 +123,32 @@ class RAPSampler(io.ComfyNode):
             latents.append(latent.to(keep))
             bar.update_absolute((done + 1) * steps, preview=preview)
         return io.NodeOutput(TalkLatents(talk, first_chunk, latents, decoded, reference.to(keep), audio_embeds))
+
+
+def sampling_settings(
+    preset: SamplingConfig, audio_context: str, *, steps: int, cfg: float, shift: float, sampler: str, continuity: str,
+    continuity_n: int, chunk_latents: int, audio_attention: str, alpha_w: float, alpha_delta: float,
+    color_correction: float, expression: float, head_motion: float,
+) -> SamplingConfig:
+    """The sampler's widgets over the model's preset: 0 (color_correction -1) and "preset" keep the preset's
+    value; alpha_w and alpha_delta count with hybrid audio attention only. The audio context is the embeds'."""
+    if 0 < cfg < 1:
+        raise RAPInputError(f"cfg {cfg:g} is below 1: set 1 (no guidance) or more, or 0 for the model's preset "
+                            f"({preset.cfg_scale:g}).")
+    if -1 < color_correction < 0:
+        raise RAPInputError(f"color_correction {color_correction:g} is below 0: set 0 (off) to 1, or -1 for the "
+                            f"model's preset ({preset.color_correction:g}).")
+    hybrid = audio_attention == "hybrid"
+    chosen = dict(
+        steps=steps or None, cfg_scale=cfg or None, shift=shift or None,
+        sampler=None if sampler == PRESET else sampler, continuity=None if continuity == PRESET else continuity,
+        inherit_latents=continuity_n or None, motion_latents=continuity_n or None, chunk_latents=chunk_latents or None,
+        color_correction=None if color_correction == -1 else color_correction,
+        audio_mode=None if audio_attention == "model" else audio_attention,
+        alpha_w=alpha_w if hybrid else None, alpha_delta=alpha_delta if hybrid else None,
+    )  # None: the preset's
+    given = {name: value for name, value in chosen.items() if value is not None}
+    return dataclasses.replace(preset, audio_context=audio_context, expression=expression, head_motion=head_motion, **given)
 
 
 def _check_compatible(model, vae, audio_embeds, previous: TalkLatents | None) -> None:

@@ -1,13 +1,17 @@
-"""RAP Sampler and RAP Decode in ComfyUI's own modules (no server): their previews come at the frames'
-size."""
+"""RAP Sampler's widgets over the model's preset, inside ComfyUI's own modules (no server): left at
+their schema defaults, the loaders, encoders, sampler and decoder give the preset's recommended
+settings and the engine's frames; set, a widget overrides the preset; previews come at the frames' size."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 from PIL import ImageOps
 
 from rap_core.config import get_preset
+from rap_core.pipeline import RAPPipeline
 
 BUILTIN = "built-in"
 LOADERS = {"model": ("RAPModelLoader", "ckpt_name"), "vae": ("RAPVAELoader", "vae_name"),
@@ -44,6 +48,58 @@ def sample(nodes, talk: dict, **widgets):
 @pytest.fixture(scope="module")
 def tiny(comfy) -> dict:
     return graph(comfy[1], "tiny")
+
+
+@pytest.mark.parametrize("preset", ["demo", "tiny"])
+def test_a_workflow_left_at_its_defaults_runs_the_presets_recommended_settings(comfy, preset):
+    _, nodes = comfy
+    talk = graph(nodes, preset)
+    latents, images = sample(nodes, talk)
+    recommended, settings = get_preset(preset).sampling, latents.talk.cfg
+    differ = {field.name: (getattr(settings, field.name), getattr(recommended, field.name))
+              for field in dataclasses.fields(recommended) if field.name != "audio_context"
+              and getattr(settings, field.name) != getattr(recommended, field.name)}
+    assert differ == {}  # field: (the sampler's, the preset's)
+    assert settings.audio_context == talk["embeds"].features.context
+    engine = RAPPipeline.from_preset(preset).generate(talk["image"], talk["audio"]["waveform"][0], 16000,
+                                                      framing="centre")
+    assert images.shape == engine.shape == (25, get_preset(preset).height, get_preset(preset).width, 3)
+    assert (engine - images).abs().max() < 1e-4
+
+
+def test_set_widgets_override_the_preset(comfy, tiny):
+    _, nodes = comfy
+    set_ = dict(steps=3, cfg=2.0, shift=4.0, sampler="renoise", continuity="motion_frames", continuity_n=2,
+                chunk_latents=4, color_correction=0.5)
+    latents, images = sample(nodes, tiny, **set_)
+    cfg = latents.talk.cfg
+    assert (cfg.steps, cfg.cfg_scale, cfg.shift, cfg.sampler, cfg.continuity, cfg.motion_latents, cfg.chunk_latents,
+            cfg.color_correction) == tuple(set_.values())
+    assert images.shape[0] == 25
+
+
+def test_hybrid_alphas_apply_only_with_hybrid_audio_attention(comfy, tiny):
+    """tiny's DiT is hybrid: with audio_attention "model" its trained alphas hold whatever alpha_w and
+    alpha_delta say; with "hybrid" they are the widgets'."""
+    _, nodes = comfy
+    _, default = sample(nodes, tiny)
+    latents, model = sample(nodes, tiny, audio_attention="model", alpha_w=-2.0, alpha_delta=1.0)
+    assert (latents.talk.cfg.alpha_w, latents.talk.cfg.alpha_delta) == (None, None)  # the DiT's own
+    assert torch.equal(model, default)
+    latents, hybrid = sample(nodes, tiny, audio_attention="hybrid", alpha_w=-2.0, alpha_delta=1.0)
+    assert (latents.talk.cfg.alpha_w, latents.talk.cfg.alpha_delta) == (-2.0, 1.0)
+    assert (hybrid - default).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(("widget", "value", "message"), [
+    ("cfg", 0.5, r"cfg 0\.5 is below 1: set 1 \(no guidance\) or more, or 0 for the model's preset \(1\)"),
+    ("color_correction", -0.5, r"color_correction -0\.5 is below 0: set 0 \(off\) to 1, or -1 for the model's preset"),
+])
+def test_values_between_the_preset_marker_and_the_range_are_refused(comfy, tiny, widget, value, message):
+    _, nodes = comfy
+    with pytest.raises(ValueError, match=message) as refused:  # the pack's own rap_core, imported by ComfyUI
+        sample(nodes, tiny, **{widget: value})
+    assert type(refused.value).__name__ == "RAPInputError"
 
 
 def test_previews_come_at_the_frames_size(comfy, tiny):

@@ -22,10 +22,13 @@ from harness import (
     prompt_diff,
 )
 
+from rap_core.config import get_preset
+
 WORKFLOWS = REPO_ROOT / "workflows"
 OFFLINE = ["rap_demo", "rap_long_talk"]  # run on a CPU with the built-in weights
 ALL = [*OFFLINE, "rap_flashhead_lite", "rap_fantasytalking"]
 SPEECH = REPO_ROOT / "assets" / "rap_speech.wav"
+DEMO_STEPS = get_preset("demo").sampling.steps  # the shipped demo samplers leave steps at 0: the preset's
 
 
 def api(name: str) -> dict:
@@ -84,11 +87,9 @@ def test_offline_workflow_over_http_makes_the_talk_video(outputs, name):
 def test_sampler_reports_its_denoising_steps_up_to_the_last(outputs):
     """Monotonic, within 0..N and ending at N/N, N every denoising step of every chunk (ComfyUI 0.33
     drops updates that come under 0.1 s after the last one, so not every step is seen)."""
-    prompt = api("rap_demo")
-    steps = prompt["8"]["inputs"]["steps"]
     sampler = [(value, top) for value, top, node in outputs["rap_demo"]["run"].progress if node == "8"]
     chunks = 7  # 17-frame chunks sharing one frame: 17 + 6 * 16 >= 100 > 17 + 5 * 16
-    total = chunks * steps
+    total = chunks * DEMO_STEPS
     assert len(sampler) > 1 and {top for _, top in sampler} == {total}
     values = [value for value, _ in sampler]
     assert values == sorted(values) and 0 <= values[0] and values[-1] == total
@@ -126,27 +127,48 @@ def test_missing_checkpoint_is_rejected_naming_file_folder_and_repo(comfy_server
         assert expected in messages
 
 
-def test_wrong_socket_type_and_zero_steps_are_rejected(comfy_server: ComfyServer):
+def test_an_api_workflow_setting_every_sampler_widget_gives_the_same_video(comfy_server: ComfyServer, outputs):
+    """rap_demo as API workflows were written before the sampler followed the preset: the demo preset's
+    values set explicitly, and alpha_w/alpha_delta given with audio_attention "model"."""
+    explicit = api("rap_demo")
+    explicit["8"]["inputs"].update(steps=4, cfg=1.0, shift=3.0, sampler="euler", continuity="inherit", continuity_n=1,
+                                   chunk_latents=9, alpha_w=1.0, alpha_delta=0.0, color_correction=0.0)
+    with comfy_server.client() as client:
+        run = client.run(explicit, timeout=600)
+        run.raise_for_status()
+        (video,) = animated_outputs(client.history(run.prompt_id))
+        same, shipped = frames_of(client.download(video)), frames_of(outputs["rap_demo"]["mp4"])
+    assert len(same) == len(shipped) == 100 and max(abs(a - b).max() for a, b in zip(same, shipped)) == 0
+
+
+def test_wrong_socket_type_and_out_of_range_settings_are_rejected(comfy_server: ComfyServer):
     wrong = api("rap_demo")
     wrong["8"]["inputs"]["reference"] = ["1", 0]  # an IMAGE where RAP_REFERENCE belongs
     errors = rejection(comfy_server, wrong)["node_errors"]["8"]["errors"]
     assert any(e["type"] == "return_type_mismatch" and "reference" in e["details"] for e in errors)
 
-    zero = api("rap_demo")
-    zero["8"]["inputs"]["steps"] = 0
-    errors = rejection(comfy_server, zero)["node_errors"]["8"]["errors"]
+    negative = api("rap_demo")
+    negative["8"]["inputs"]["steps"] = -1  # 0 is the preset's
+    errors = rejection(comfy_server, negative)["node_errors"]["8"]["errors"]
     assert [(e["type"], e["details"]) for e in errors] == [("value_smaller_than_min", "steps")]
+
+    weak = api("rap_demo")
+    weak["8"]["inputs"]["cfg"] = 0.5  # within the widget's range, whose 0 is the preset's
+    with comfy_server.expect_errors(), comfy_server.client() as client:
+        run = client.run(weak, timeout=600)
+    assert run.status == "error" and run.error["node_id"] == "8"
+    assert run.error["exception_type"].endswith("RAPInputError")
+    assert "cfg 0.5 is below 1: set 1 (no guidance) or more, or 0 for the model's preset (1)" in run.error["exception_message"]
 
 
 def test_execution_error_names_the_problem(comfy_server: ComfyServer):
     prompt = api("rap_long_talk")
-    first_steps = prompt["8"]["inputs"]["steps"]
-    prompt["12"]["inputs"]["steps"] = first_steps + 1  # a continued talk must keep the first sampler's steps
+    prompt["12"]["inputs"]["steps"] = DEMO_STEPS + 1  # a continued talk must keep the first sampler's steps
     with comfy_server.expect_errors(), comfy_server.client() as client:
         run = client.run(prompt, timeout=600)
     assert run.status == "error" and run.error["node_id"] == "12"
     message = run.error["exception_message"]
-    assert "changed: steps" in message and f"steps={first_steps}" in message
+    assert "changed: steps" in message and f"steps={DEMO_STEPS}" in message
 
 
 def test_interrupt_stops_sampling_within_one_step_and_the_next_prompt_runs(comfy_server: ComfyServer):
