@@ -8,7 +8,10 @@ import json
 import math
 
 import av
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 from harness import (
     REPO_ROOT,
     ComfyError,
@@ -23,6 +26,8 @@ from harness import (
 )
 
 from rap_core.config import get_preset
+from rap_core.framing import frame_portrait
+from rap_core.media import read_image
 
 WORKFLOWS = REPO_ROOT / "workflows"
 OFFLINE = ["rap_demo", "rap_long_talk"]  # run on a CPU with the built-in weights
@@ -72,16 +77,30 @@ def outputs(comfy_server: ComfyServer) -> dict:
     results = {}
     with comfy_server.client() as client:
         for name in OFFLINE:
-            run = client.run(api(name), timeout=600)
+            prompt = api(name)
+            run = client.run(prompt, timeout=600)
             run.raise_for_status()
-            (video,) = animated_outputs(client.history(run.prompt_id))
-            results[name] = dict(run=run, mp4=client.download(video))
+            history = client.history(run.prompt_id)
+            (video,) = animated_outputs(history)
+            (crop,) = [image for node, out in history["outputs"].items()
+                       if prompt[node]["class_type"] == "PreviewImage" for image in out["images"]]
+            results[name] = dict(run=run, mp4=client.download(video), crop=client.download(crop))
     return results
 
 
 @pytest.mark.parametrize("name", OFFLINE)
 def test_offline_workflow_over_http_makes_the_talk_video(outputs, name):
     check_video(media_stats(outputs[name]["mp4"]))
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_the_crop_preview_shows_what_the_model_sees(outputs, name):
+    demo = get_preset("demo")
+    expected = frame_portrait(read_image(REPO_ROOT / "assets" / "rap_portrait.png"), demo.height, demo.width,
+                              demo.framing, demo.face_ratio).crop()  # [128, 128, 3]
+    shown = torch.from_numpy(np.array(Image.open(io.BytesIO(outputs[name]["crop"])).convert("RGB"))) / 255
+    assert shown.shape == expected.shape
+    assert (shown - expected).abs().max() <= 1 / 255 + 1e-6  # up to the PNG's 8 bits
 
 
 def test_sampler_reports_its_denoising_steps_up_to_the_last(outputs):
@@ -112,6 +131,9 @@ def test_offline_workflow_through_comfy_cli(comfy_server: ComfyServer, name):
 
 
 def rejection(comfy_server: ComfyServer, prompt: dict) -> dict:
+    """The 400 answer to queueing `prompt`. Its previews are left out first: ComfyUI runs the outputs that
+    validate, and the crop's preview does not depend on the sampler."""
+    prompt = {node: value for node, value in prompt.items() if value["class_type"] != "PreviewImage"}
     with comfy_server.client() as client, pytest.raises(ComfyError) as info:
         client.queue(prompt)
     assert info.value.status == 400
