@@ -11,7 +11,6 @@ import av
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from harness import (
     REPO_ROOT,
     ComfyError,
@@ -24,6 +23,7 @@ from harness import (
     node_boxes,
     prompt_diff,
 )
+from PIL import Image
 
 from rap_core.config import get_preset
 from rap_core.framing import frame_portrait
