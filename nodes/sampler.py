@@ -152,15 +152,11 @@ def sampling_settings(
 
 
 def _check_compatible(model, vae, audio_embeds, previous: TalkLatents | None) -> None:
-    if model.config.audio != audio_embeds.config.audio:
+    if model.config.vae != vae.config.vae or model.config.audio != audio_embeds.config.audio:
         raise RAPInputError(
-            f"The audio embeds come from an encoder loaded for preset '{audio_embeds.config.name}', which does "
-            f"not fit the model's preset '{model.config.name}'; load the audio encoder with preset '{model.config.name}'."
-        )
-    if model.config.vae != vae.config.vae:
-        raise RAPInputError(
-            f"The VAE was loaded for preset '{vae.config.name}' but the model is '{model.config.name}'; "
-            f"load the VAE with preset '{model.config.name}'."
+            f"The loaders were set for presets that do not fit together: RAP Model Loader '{model.config.name}', "
+            f"RAP VAE Loader '{vae.config.name}', RAP Audio Encoder Loader '{audio_embeds.config.name}' (through RAP "
+            f"Audio Encode). Set all three to '{model.config.name}', or to auto, which reads each file's preset."
         )
     if previous is not None and previous.audio is not audio_embeds:
         raise RAPInputError(

@@ -61,8 +61,7 @@ def test_a_workflow_left_at_its_defaults_runs_the_presets_recommended_settings(c
               and getattr(settings, field.name) != getattr(recommended, field.name)}
     assert differ == {}  # field: (the sampler's, the preset's)
     assert settings.audio_context == talk["embeds"].features.context
-    engine = RAPPipeline.from_preset(preset).generate(talk["image"], talk["audio"]["waveform"][0], 16000,
-                                                      framing="centre")
+    engine = RAPPipeline.from_preset(preset).generate(talk["image"], talk["audio"]["waveform"][0], 16000)
     assert images.shape == engine.shape == (25, get_preset(preset).height, get_preset(preset).width, 3)
     assert (engine - images).abs().max() < 1e-4
 
@@ -116,3 +115,15 @@ def test_previews_come_at_the_frames_size(comfy, tiny):
         utils.set_progress_bar_global_hook(hook)
     sent = [ImageOps.contain(image, (size, size)).size for _, image, size in filter(None, previews)]
     assert len(sent) == 2 * len(latents.latents) and set(sent) == {(64, 64)}  # each chunk: sampler and decoder
+
+
+def test_loaders_set_for_different_presets_give_one_error_naming_all_three(comfy, tiny):
+    _, nodes = comfy
+    demo_model = run(nodes, "RAPModelLoader", ckpt_name=BUILTIN, preset="demo")[0]
+    with pytest.raises(ValueError) as error:  # the pack's RAPInputError, imported as ComfyUI imports the pack
+        run(nodes, "RAPSampler", model=demo_model, vae=tiny["vae"], audio_embeds=tiny["embeds"],
+            reference=tiny["reference"])
+    message = str(error.value)
+    assert type(error.value).__name__ == "RAPInputError"
+    assert "RAP Model Loader 'demo', RAP VAE Loader 'tiny', RAP Audio Encoder Loader 'tiny'" in message
+    assert "Set all three to 'demo', or to auto" in message
