@@ -119,8 +119,8 @@ class _EndlessPlan:
 class _Track:
     """Samples [start, end) of a mono timeline, held as the pieces they arrived in."""
 
-    def __init__(self, start: int = 0):
-        self.start, self.end, self._pieces = start, start, []
+    def __init__(self):
+        self.start, self.end, self._pieces = 0, 0, []
 
     def append(self, samples: torch.Tensor) -> None:
         self._pieces.append(samples)
