@@ -133,6 +133,8 @@ class SamplingConfig:
     inherit_latents: int = 3  # n for continuity="inherit"
     motion_latents: int = 2  # clean prefix latents for continuity="motion_frames"
     chunk_latents: int = 5  # latent frames per chunk (5 -> 33 video frames)
+    # latent frames per chunk of a live talk (live.py), where a frame waits for a chunk of audio; None: chunk_latents
+    live_chunk_latents: int | None = None
     # VAE posterior samples (not means) for the reference and motion latents, drawn from the talk's
     # generator in FlashHead's order: the reference first, each chunk's motion latents after its noise
     sample_posterior: bool = False
@@ -250,6 +252,9 @@ _PRESETS: dict[str, RAPConfig] = {
         sampling=SamplingConfig(
             steps=4, shift=3.0, sampler="euler", continuity="inherit", inherit_latents=1, chunk_latents=9,
             color_correction=0.0,
+            # live: 0.44 s from audio to frame on 2 CPU cores instead of 0.81 s, lip sync as good (r 0.666 vs
+            # 0.671 on 4 held-out 12 s clips); 3 latents lag the sound by 1.5 frames
+            live_chunk_latents=5,
         ),
         height=128,
         width=128,

@@ -220,7 +220,8 @@ class LiveTalk:
         """image, seed, framing and face_box as for `RAPPipeline.stream`; sample_rate: of the pushed
         audio, a whole number of samples per video frame (8000, 16000, 22050, 24000, 44100, 48000 Hz
         ...). options: SamplingConfig fields; `chunk_latents` sets the chunk and so the latency (a
-        frame waits for (chunk_latents - overlap) latent frames of audio)."""
+        frame waits for (chunk_latents - overlap) latent frames of audio): the preset's live_chunk_latents
+        by default, else its chunk_latents."""
         context = options.pop("audio_context", LIVE_CONTEXT)
         if context != LIVE_CONTEXT:
             raise RAPInputError(
@@ -238,7 +239,8 @@ class LiveTalk:
                     f"({self.fps} fps); resample it to a multiple of {self.fps} Hz (8000, 16000, 22050, 24000, "
                     "44100, 48000 Hz ...)."
                 )
-        self.cfg = pipe.sampling(audio_context=LIVE_CONTEXT, **options)
+        live_chunk = config.sampling.live_chunk_latents or config.sampling.chunk_latents
+        self.cfg = pipe.sampling(audio_context=LIVE_CONTEXT, **{"chunk_latents": live_chunk, **options})
         stride = pipe.vae.temporal_stride
         clip = covered_video_frames(self.cfg.chunk_latents, stride)
         overlap = overlap_frames(overlap_latents(self.cfg), stride)
