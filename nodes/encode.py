@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from einops import rearrange
 
 from ..rap_core.audio_context import AUDIO_CONTEXTS, held_audio
-from ..rap_core.framing import POLICIES, frame_portrait
+from ..rap_core.framing import POLICIES, frame_for
 from ..rap_core.media import audio_to_mono
 from ..rap_core.talk import encode_reference
 from .networks import load
@@ -86,8 +86,7 @@ class RAPReferenceEncode(io.ComfyNode):
     @classmethod
     def execute(cls, vae, image, framing: str = "preset") -> io.NodeOutput:
         config = vae.config
-        framed = frame_portrait(image, config.height, config.width,
-                                config.framing if framing == "preset" else framing, config.face_ratio)
+        framed = frame_for(config, image, None if framing == "preset" else framing)
         picture = framed.picture()  # [3, H, W] in [-1, 1]
         load(vae)
         reference = encode_reference(vae.model, picture.to(vae.device, vae.dtype), config.sampling.chunk_latents,

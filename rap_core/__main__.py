@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .audio_context import AUDIO_CONTEXTS
 from .config import get_preset, preset_names
 from .errors import RAPInputError
+from .framing import POLICIES
 from .media import read_audio, read_image, write_mp4
 from .pipeline import RAPPipeline
 from .timing import video_frame_count
@@ -100,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _framing(value: str):
     """--framing: a policy name, or TOP,BOTTOM,LEFT,RIGHT pixels."""
-    if value in ("face", "centre"):
+    if value in POLICIES:
         return value
     try:
         box = tuple(float(part) for part in value.split(","))

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .errors import RAPInputError
+from .config import RAPConfig
 from .face_detection import detect_faces
 from .media import cover_and_crop, prepare_image, rgb_image
 
@@ -189,3 +190,10 @@ def frame_portrait(image, height: int, width: int, policy="face", face_ratio: fl
             f"centre). Give a photo with a clearly visible face, or pass a box (top, bottom, left, right)."
         )
     return Framing(photo, height, width, _centre_box(photo_h, photo_w, height, width), None, whole=True)
+
+
+def frame_for(config: RAPConfig, image, policy=None) -> Framing:
+    """Frame a photo for a preset's model: its size and face ratio, and `policy` ("face", "centre", a box)
+    or None for the preset's own framing (RAPConfig.framing)."""
+    return frame_portrait(image, config.height, config.width, config.framing if policy is None else policy,
+                          config.face_ratio)

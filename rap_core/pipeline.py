@@ -1,9 +1,11 @@
 """RAPPipeline: portrait + speech -> talking-portrait frames, generated chunk by chunk.
 
-The photo is framed first (framing.py: around the detected face, or its centre). Per chunk (clip of 1 + 8(K-1) video frames, see timing.plan_chunks): audio windows of the
-clip's frames -> audio tokens; noise -> flow-matching steps with the DiT (audio CFG, continuity
-prefix written before every step) -> VAE decode -> optional Lab colour match -> the new frames
-(the steps live in talk.py, shared with the ComfyUI nodes). Memory is bounded by one chunk whatever the audio length; `stream` yields frames as decoded.
+The photo is framed first (framing.py: around the detected face, or its centre). Per chunk (clip
+of 1 + 8(K-1) video frames, see timing.plan_chunks): audio windows of the clip's frames -> audio
+tokens; noise -> flow-matching steps with the DiT (audio CFG, continuity prefix written before
+every step) -> VAE decode -> optional Lab colour match -> the new frames (the steps live in
+talk.py, shared with the ComfyUI nodes). Memory is bounded by one chunk whatever the audio length;
+`stream` yields frames as decoded.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .errors import RAPInputError
 from .loading.builtin import audio_encoder as builtin_audio_encoder
 from .loading.builtin import builtin_dit, builtin_vae, has_builtin
 from .loading.models import load_dit, load_vae
-from .framing import Framing, frame_portrait
+from .framing import Framing, frame_for
 from .media import audio_to_mono
 from .models.audio import AudioEncoder
 from .models.dit import RAPTransformer
@@ -94,8 +96,7 @@ class RAPPipeline:
     def frame(self, image, framing=None) -> Framing:
         """The photo framed for this model (framing.frame_portrait): `framing` "face", "centre", a box
         (top, bottom, left, right) in photo pixels, or None for the preset's (RAPConfig.framing)."""
-        return frame_portrait(image, self.config.height, self.config.width,
-                              self.config.framing if framing is None else framing, self.config.face_ratio)
+        return frame_for(self.config, image, framing)
 
     @torch.no_grad()
     def stream(
