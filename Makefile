@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CACHE := $(CURDIR)/.cache
-export PIP_CACHE_DIR := $(CACHE)/pip
+export PIP_NO_CACHE_DIR := 1
 export HF_HOME := $(CACHE)/huggingface
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -37,9 +37,22 @@ CURRENT_PY := $(CURRENT_VENV)/bin/python
 
 venv: $(VENV)/.stamp
 
-# $(call test-stack,VENV): a venv with the test stack and the pack (editable).
+# The torch trio at the test pins, CUDA builds from PyPI with their libraries (about 4.6 GB), is
+# installed once into .cache/torch-VERSION and both venvs see it through a .pth file: a copy in
+# each venv, with pip's cache, overflowed CI's disk. A venv's own packages come first on sys.path.
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' requirements-test.txt)
+TORCH := $(CACHE)/torch-$(TORCH_VERSION)
+
+$(TORCH)/.stamp:
+	rm -rf $(CACHE)/torch-*
+	$(PYTHON) -m pip install --target $(TORCH) $$(grep -E '^(torch|torchaudio|torchvision)==' requirements-test.txt)
+	touch $@
+
+# $(call test-stack,VENV): a venv with the shared torch, the test stack and the pack (editable).
 define test-stack
+	rm -rf $(1)
 	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -c 'import sys, sysconfig; open(sysconfig.get_path("purelib") + "/rap-torch.pth", "w").write(sys.argv[1])' $(TORCH)
 	$(1)/bin/python -m pip install --upgrade pip
 	$(1)/bin/python -m pip install -r requirements-test.txt
 	$(1)/bin/python -m pip install --no-deps -e .
@@ -56,7 +69,7 @@ define comfy-requirements
 	  sys.exit(f"torch trio moved: {bad}" if bad else 0)'
 endef
 
-$(VENV)/.stamp: requirements-test.txt pyproject.toml
+$(VENV)/.stamp: requirements-test.txt pyproject.toml $(TORCH)/.stamp
 	$(call test-stack,$(VENV))
 	touch $@
 
@@ -83,8 +96,7 @@ $(CURRENT)/.stamp: $(CURRENT_TARBALL)
 	tar -xzf $< -C $(CACHE)
 	touch $@
 
-$(CURRENT_VENV)/.stamp: requirements-test.txt pyproject.toml $(CURRENT)/.stamp
-	rm -rf $(CURRENT_VENV)
+$(CURRENT_VENV)/.stamp: requirements-test.txt pyproject.toml $(TORCH)/.stamp $(CURRENT)/.stamp
 	$(call test-stack,$(CURRENT_VENV))
 	$(call comfy-requirements,$(CURRENT_VENV),$(CURRENT))
 	touch $@
