@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, help="output side in pixels (default: the preset's)")
     parser.add_argument("--seconds", type=float, default=20.0, help="audio length")
     parser.add_argument("--steps", type=int, help="denoising steps per chunk (default: the preset's)")
-    parser.add_argument("--cfg", type=float, help="audio CFG scale; 1 = off (default: the preset's)")
+    parser.add_argument("--cfg", type=float, dest="cfg_scale", help="audio CFG scale; 1 = off (default: the preset's)")
     parser.add_argument("--chunk-latents", type=int, help="latent frames per chunk (default: the preset's)")
     parser.add_argument("--attention", default="sdpa", choices=ATTENTION_BACKENDS)
     parser.add_argument("--compile", action="store_true", help="torch.compile the DiT blocks (falls back to eager)")
@@ -157,11 +157,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
-    chosen = (("steps", args.steps), ("cfg_scale", args.cfg), ("chunk_latents", args.chunk_latents))
+    chosen = (("steps", args.steps), ("cfg_scale", args.cfg_scale), ("chunk_latents", args.chunk_latents))
     options = {name: value for name, value in chosen if value is not None}  # SamplingConfig overrides
 
     pipe = build_pipeline(args, device, dtype)
-    cfg = pipe.sampling(**options)
+    sampling = pipe.sampling(**options)
     if args.compile:
         compile_blocks(pipe.dit)
     generator = torch.Generator().manual_seed(0)
@@ -169,7 +169,7 @@ def main() -> None:
     audio = speech_like(args.seconds, generator)
     meter = DiTMeter(pipe.dit, pipe.config.audio.context_tokens)
     if not args.no_warmup:  # two chunks: the first and a continued one
-        clip = covered_video_frames(cfg.chunk_latents, pipe.vae.temporal_stride)
+        clip = covered_video_frames(sampling.chunk_latents, pipe.vae.temporal_stride)
         warm_frames = pipe.chunk_plan(2 * clip, **options)[1].start + clip
         timed_run(pipe, image, audio[: warm_frames * SAMPLE_RATE // pipe.config.fps], options, device)
         meter.reset()
@@ -188,10 +188,10 @@ def main() -> None:
         **run,
         "fps": run["frames"] / run["wall_s"],
         "realtime_factor": run["frames"] / run["wall_s"] / pipe.config.fps,
-        "steps": cfg.steps,
-        "cfg_scale": cfg.cfg_scale,
-        "chunk_latents": cfg.chunk_latents,
-        "continuity": cfg.continuity,
+        "steps": sampling.steps,
+        "cfg_scale": sampling.cfg_scale,
+        "chunk_latents": sampling.chunk_latents,
+        "continuity": sampling.continuity,
         "attention": args.attention,
         "compile": args.compile,
         "compiled_graphs": torch._dynamo.utils.counters["stats"]["unique_graphs"] if args.compile else None,

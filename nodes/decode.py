@@ -41,7 +41,7 @@ class RAPDecode(io.ComfyNode):
                 video = latents.decoded[i].to(device)
             else:
                 video = decode_chunk(
-                    vae.model, latent.to(device, dtype), latents.reference, talk.cfg.color_correction
+                    vae.model, latent.to(device, dtype), latents.reference, talk.sampling.color_correction
                 )  # [1, 3, T_c, H, W]
             frames.append(chunk_frames(talk.chunks[latents.first_chunk + i], video))
             bar.update_absolute(i + 1, preview=frame_preview(video[0, :, -1]))

@@ -46,12 +46,14 @@ class RAPAudioEncode(io.ComfyNode):
     @classmethod
     def execute(cls, audio_encoder, audio: dict, frames: int, audio_context: str = "preset") -> io.NodeOutput:
         config = audio_encoder.config
-        cfg = config.sampling if audio_context == "preset" else replace(config.sampling, audio_context=audio_context)
+        sampling = config.sampling
+        if audio_context != "preset":
+            sampling = replace(sampling, audio_context=audio_context)
         waveform = audio["waveform"][0]  # [C, S] of a [B, C, S] batch
         mono = audio_to_mono(waveform, audio["sample_rate"], config.audio.sample_rate)  # [S']
         load(audio_encoder)
         bar = comfy.utils.ProgressBar(1)
-        held = held_audio(audio_encoder.model, mono, config, cfg, frames or None,
+        held = held_audio(audio_encoder.model, mono, config, sampling, frames or None,
                           progress=lambda done, total: bar.update_absolute(done, total))
         embeds = AudioEmbeds(held.to(mm.intermediate_device()), waveform.float().cpu(), int(audio["sample_rate"]), config)
         return io.NodeOutput(embeds, embeds.num_frames)

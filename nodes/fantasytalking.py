@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ..rap_core.errors import RAPInputError
 from ..rap_core.media import audio_to_mono
-from ..rap_core.models.audio import WAV2VEC2_REPO, AudioEncoder
+from ..rap_core.models.audio import WAV2VEC2_REPO, Wav2Vec2Encoder
 from ..rap_core.models.fantasytalking import AUDIO_DIM, speech_tokens, tokens_per_frame, video_length
 from .networks import load
 from .types import RAPAudioEncoder, RAPFantasyTalking
@@ -52,7 +52,7 @@ class RAPFantasyTalkingApply(io.ComfyNode):
         if start_percent > end_percent:
             raise RAPInputError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); give start <= end.")
         encoder = audio_encoder.model
-        if not isinstance(encoder, AudioEncoder) or encoder.model.config.hidden_size != AUDIO_DIM:
+        if not isinstance(encoder, Wav2Vec2Encoder) or encoder.model.config.hidden_size != AUDIO_DIM:
             raise RAPInputError(f"FantasyTalking needs {WAV2VEC2_REPO}'s features ({AUDIO_DIM} channels); load that "
                                 "folder with RAP Audio Encoder Loader.")
         mono = audio_to_mono(audio["waveform"][0], audio["sample_rate"], SAMPLE_RATE)  # [S]

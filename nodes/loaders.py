@@ -10,7 +10,7 @@ import torch
 from comfy_api.latest import io
 
 from ..rap_core.config import get_preset, preset_names
-from ..rap_core.loading.builtin import audio_encoder, builtin_dit, builtin_vae
+from ..rap_core.loading.builtin import builtin_dit, builtin_vae, load_audio_encoder
 from ..rap_core.loading.detect import detect_preset
 from ..rap_core.loading.models import load_dit, load_fantasytalking, load_vae
 from ..rap_core.loading.sources import (
@@ -140,7 +140,7 @@ class RAPAudioEncoderLoader(io.ComfyNode):
     def execute(cls, encoder: str, preset: str, download: bool) -> io.NodeOutput:
         path = files.resolve(encoder, preset, ENCODER_FOLDERS, download)
         config = get_preset(WAV2VEC2_PRESET if preset == files.AUTO else preset)  # a folder is a wav2vec2
-        model = audio_encoder(config, path, device=offload_device())
+        model = load_audio_encoder(config, path, device=offload_device())
         return io.NodeOutput(wrap(model, config, torch.float32))  # demo's mel encoder has no parameters
 
 

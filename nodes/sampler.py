@@ -14,7 +14,9 @@ from PIL import Image
 
 from ..rap_core.config import SamplingConfig, get_preset, preset_names
 from ..rap_core.errors import RAPInputError
-from ..rap_core.talk import Reference, Talk, advance, overlap_latents, start_talk
+from ..rap_core.sampling.continuity import CONTINUITIES, continuity_mode, overlap_latents
+from ..rap_core.sampling.steps import STEPPERS
+from ..rap_core.talk import Reference, Talk, advance
 from ..rap_core.timing import MAX_CHUNK_LATENTS
 from .networks import load
 from .types import RAPAudioEmbeds, RAPLatents, RAPModel, RAPReference, RAPVae, TalkLatents
@@ -53,10 +55,10 @@ class RAPSampler(io.ComfyNode):
                                f"step). 0: the model's preset ({_by_preset(lambda s: s.cfg_scale)})."),
                 io.Float.Input("shift", default=0.0, min=0.0, max=20.0, step=0.1, tooltip="Flow-matching schedule "
                                f"shift. 0: the model's preset ({_by_preset(lambda s: s.shift)})."),
-                io.Combo.Input("sampler", options=[PRESET, "renoise", "euler"], default=PRESET,
+                io.Combo.Input("sampler", options=[PRESET, *STEPPERS], default=PRESET,
                                tooltip="renoise: FlashHead's distilled update; euler: the ODE step RAP uses. "
                                f"preset: the model's ({_by_preset(lambda s: s.sampler)})."),
-                io.Combo.Input("continuity", options=[PRESET, "motion_frames", "inherit", "none"], default=PRESET,
+                io.Combo.Input("continuity", options=[PRESET, *CONTINUITIES], default=PRESET,
                                tooltip="How a chunk continues the previous one: FlashHead's clean motion frames, "
                                "RAP's step-wise latent inheritance, or independent chunks. "
                                f"preset: the model's ({_by_preset(lambda s: s.continuity)})."),
@@ -98,31 +100,30 @@ class RAPSampler(io.ComfyNode):
         settings = sampling_settings(model.config.sampling, audio_embeds.features.context, **widgets)
         _check_compatible(model, vae, audio_embeds, previous)
         load(model, vae)
-        device, dtype = model.device, model.dtype
         if previous is None:
-            picture = reference.image[0, :, 0].to(vae.device, vae.dtype)  # [3, H, W]
-            talk, reference = start_talk(settings, model.model, vae.model, picture, audio_embeds.num_frames, seed,
-                                         audio_embeds.features.leads, reference.to(vae.device, vae.dtype))
+            on_vae = reference.to(vae.device, vae.dtype)
+            talk, reference = Talk.start(settings, model.model, vae.model, on_vae.image[0, :, 0], seed,
+                                         audio_embeds.num_frames, audio_embeds.features.leads, on_vae)
         else:  # the earlier sampler's talk and reference (a posterior sample is drawn once per talk)
-            talk, reference = previous.talk.fork(settings), previous.reference
-        placed = reference.to(device, dtype)
-        todo = _chunks_to_sample(talk, frames)
-        first_chunk, keep, steps = talk.next_chunk, mm.intermediate_device(), settings.steps
-        bar = comfy.utils.ProgressBar(todo * steps)
+            talk, reference = _continue(previous, settings)
+        on_model, store = reference.to(model.device, model.dtype), mm.intermediate_device()
+        chunks, steps = talk.chunks_for(frames), settings.steps
+        first_chunk = talk.next_chunk
+        bar = comfy.utils.ProgressBar(len(chunks) * steps)
         latents, decoded = [], []
-        for done in range(todo):
+        for done in range(len(chunks)):
             def progress(chunk: int, step: int, x, base=done * steps) -> None:
                 mm.throw_exception_if_processing_interrupted()
                 bar.update_absolute(base + step)
 
-            latent, video = advance(talk, model.model, vae.model, audio_embeds.features, placed, False, progress)
+            latent, video = advance(talk, model.model, vae.model, audio_embeds.features, on_model, False, progress)
             preview = None
             if video is not None:  # motion-frame continuity decoded the chunk: keep it for RAP Decode
-                decoded.append(video.to(keep))
+                decoded.append(video.to(store))
                 preview = frame_preview(video[0, :, -1])
-            latents.append(latent.to(keep))
+            latents.append(latent.to(store))
             bar.update_absolute((done + 1) * steps, preview=preview)
-        return io.NodeOutput(TalkLatents(talk, first_chunk, latents, decoded, reference.to(keep), audio_embeds))
+        return io.NodeOutput(TalkLatents(talk, first_chunk, latents, decoded, reference.to(store), audio_embeds))
 
 
 def sampling_settings(
@@ -142,11 +143,14 @@ def sampling_settings(
     chosen = dict(
         steps=steps or None, cfg_scale=cfg or None, shift=shift or None,
         sampler=None if sampler == PRESET else sampler, continuity=None if continuity == PRESET else continuity,
-        inherit_latents=continuity_n or None, motion_latents=continuity_n or None, chunk_latents=chunk_latents or None,
+        chunk_latents=chunk_latents or None,
         color_correction=None if color_correction == -1 else color_correction,
         audio_mode=None if audio_attention == "model" else audio_attention,
         alpha_w=alpha_w if hybrid else None, alpha_delta=alpha_delta if hybrid else None,
     )  # None: the preset's
+    overlap = continuity_mode(chosen["continuity"] or preset.continuity).overlap_field
+    if continuity_n and overlap is not None:
+        chosen[overlap] = continuity_n
     given = {name: value for name, value in chosen.items() if value is not None}
     return dataclasses.replace(preset, audio_context=audio_context, expression=expression, head_motion=head_motion, **given)
 
@@ -165,18 +169,14 @@ def _check_compatible(model, vae, audio_embeds, previous: TalkLatents | None) ->
         )
 
 
-def _chunks_to_sample(talk: Talk, frames: int) -> int:
-    """Chunks from the talk's next one until at least `frames` new frames (0: to the end)."""
-    if talk.done:
+def _continue(previous: TalkLatents, settings: SamplingConfig) -> tuple[Talk, Reference]:
+    """A fork of the earlier sampler's talk, going on with `settings`, and its reference."""
+    if previous.talk.done:
         raise RAPInputError(
             "The earlier sampler already reached the end of the audio, so there is nothing left to continue; "
             "remove this sampler, or give the earlier one a `frames` limit."
         )
-    goal = talk.num_frames if frames == 0 else min(talk.frames_done + frames, talk.num_frames)
-    count = 0
-    while talk.chunks[talk.next_chunk + count].start + talk.chunks[talk.next_chunk + count].emit_to < goal:
-        count += 1
-    return count + 1
+    return previous.talk.fork(settings), previous.reference
 
 
 def frame_preview(frame) -> tuple[str, Image.Image, int]:

@@ -36,7 +36,7 @@ class WanAudio:
     tokens: torch.Tensor  # [L, 2048] projected audio tokens of the whole talk
     per_frame: float  # audio tokens per video frame
     scale: float  # audio_scale: the audio attention's weight
-    cfg: float  # audio guidance scale; 1 turns it off
+    audio_cfg: float  # audio guidance scale; 1 turns it off
     start: float  # the guided part of the schedule, as fractions of it
     end: float
     _windows: dict = field(default_factory=dict)  # latent frames -> (windows [F, W, 2048], present [F, W])
@@ -46,7 +46,7 @@ class WanAudio:
 
     def guided(self, model_sampling, sigma: torch.Tensor) -> bool:
         """Whether audio guidance applies at noise level `sigma` (the release's three-pass CFG)."""
-        if self.scale == 0 or self.cfg == 1:
+        if self.scale == 0 or self.audio_cfg == 1:
             return False
         level = float(sigma.flatten()[0])
         return model_sampling.percent_to_sigma(self.end) <= level <= model_sampling.percent_to_sigma(self.start)
@@ -74,15 +74,15 @@ class WanAudio:
         return executor(x, t, c_concat, c_crossattn, control, {**transformer_options, KEY: frames}, **kwargs)
 
     def pre_cfg(self, args: dict) -> list:
-        """sampler_pre_cfg_function: the positive prediction becomes no-audio + audio_cfg / cfg x
+        """sampler_pre_cfg_function: the positive prediction becomes no-audio + audio_cfg / cond_scale x
         (audio - no-audio), so ComfyUI's CFG gives the release's mix."""
-        out, cfg = args["conds_out"], args["cond_scale"]
-        if cfg == 0 or not self.guided(args["model"].model_sampling, args["sigma"]):
+        out, cond_scale = args["conds_out"], args["cond_scale"]  # cond_scale: the prompt's CFG scale
+        if cond_scale == 0 or not self.guided(args["model"].model_sampling, args["sigma"]):
             return out
         options = args["model_options"]
         quiet_options = {**options, "transformer_options": {**options["transformer_options"], SILENT: True}}
         (quiet,) = comfy.samplers.calc_cond_batch(args["model"], [args["conds"][0]], args["input"], args["timestep"], quiet_options)
-        return [quiet + (out[0] - quiet) * (self.cfg / cfg), *out[1:]]
+        return [quiet + (out[0] - quiet) * (self.audio_cfg / cond_scale), *out[1:]]
 
 
 def patch_wan(model: ModelPatcher, audio_weights: FantasyTalkingAudio, audio: WanAudio) -> ModelPatcher:

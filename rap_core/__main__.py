@@ -22,10 +22,11 @@ from .errors import RAPInputError
 from .framing import POLICIES
 from .media import read_audio, read_image, write_mp4
 from .pipeline import RAPPipeline
+from .sampling.continuity import CONTINUITIES
 from .timing import video_frame_count
 from .eval.report import format_table
 from .eval.run import SWEEP_MEASURE, evaluate, intensity_sweep
-from .loading.builtin import audio_encoder, builtin_vae, has_builtin
+from .loading.builtin import builtin_vae, has_builtin, load_audio_encoder
 from .loading.models import load_vae
 from .training.autoencoder import VAETrainConfig, train_vae
 from .training.data import ClipSet, save_clips, synthetic_clips
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--steps", type=int, help="denoising steps (preset default if omitted)")
     gen.add_argument("--cfg", type=float, dest="cfg_scale", help="audio guidance scale (1 = off)")
-    gen.add_argument("--continuity", choices=("inherit", "motion_frames", "none"))
+    gen.add_argument("--continuity", choices=sorted(CONTINUITIES))
     gen.add_argument("--inherit-latents", type=int, help="n latent frames inherited per step")
     gen.add_argument("--chunk-latents", type=int, help="latent frames per chunk")
     gen.add_argument("--audio-context", choices=AUDIO_CONTEXTS,
@@ -83,8 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--clips", type=int, default=4)
     check.add_argument("--seconds", type=float, default=12.0)
     check.add_argument("--seed", type=int, default=0)
-    check.add_argument("--continuity", nargs="+", default=["inherit", "motion_frames", "none"],
-                       choices=("inherit", "motion_frames", "none"))
+    check.add_argument("--continuity", nargs="+", default=sorted(CONTINUITIES), choices=sorted(CONTINUITIES))
     check.add_argument("--sweep", choices=sorted(SWEEP_MEASURE),
                        help="instead: sweep this motion-intensity control (first --continuity) over --levels")
     check.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
@@ -122,9 +122,9 @@ def _config_args(parser: argparse.ArgumentParser, config_type) -> None:
 
 
 def run_vae_training(args: argparse.Namespace) -> int:
-    cfg = VAETrainConfig(**{field.name: getattr(args, field.name) for field in fields(VAETrainConfig)})
-    last = train_vae(get_preset(args.preset), args.out, cfg)
-    summary = f"step {last['step']}: L1 {last['l1']:.4f}; " if last else f"already trained {cfg.steps} steps; "
+    train_config = VAETrainConfig(**{field.name: getattr(args, field.name) for field in fields(VAETrainConfig)})
+    last = train_vae(get_preset(args.preset), args.out, train_config)
+    summary = f"step {last['step']}: L1 {last['l1']:.4f}; " if last else f"already trained {train_config.steps} steps; "
     print(f"{summary}weights in {args.out}/vae.safetensors")
     return 0
 
@@ -149,7 +149,7 @@ def _encoders(args: argparse.Namespace, config):
     """The VAE (float32, whatever its file stores) and audio encoder given on the command line, else the
     preset's built-in ones."""
     vae = builtin_vae(config) if args.vae is None else load_vae(args.vae, config, dtype=torch.float32)
-    return vae, audio_encoder(config, args.audio_encoder)
+    return vae, load_audio_encoder(config, args.audio_encoder)
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -171,8 +171,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_training(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
-    last = train(get_preset(args.preset), ClipSet(args.data), args.out, cfg)
+    train_config = TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
+    last = train(get_preset(args.preset), ClipSet(args.data), args.out, train_config)
     if last and os.environ.get("RANK", "0") == "0":
         print(f"step {last['step']}: loss {last['loss']:.4f}; weights in {args.out}/dit.safetensors")
     return 0

@@ -33,8 +33,8 @@ import torch
 from .audio_features import AudioFeatures, check_mono, encoder_device
 from .config import AudioContextName, RAPConfig, SamplingConfig
 from .errors import RAPInputError
-from .models.audio import AudioEncoder, frame_windows
-from .talk import overlap_latents
+from .models.audio import SpeechEncoder, frame_windows
+from .sampling.continuity import overlap_latents
 from .timing import Chunk, covered_video_frames, overlap_frames, plan_chunks, video_frame_count
 
 AUDIO_CONTEXTS: tuple[str, ...] = get_args(AudioContextName)
@@ -61,7 +61,9 @@ class StreamAudio:
     context = "reference-stream"
     leads = True
 
-    def __init__(self, encoder: AudioEncoder, waveform: torch.Tensor, config: RAPConfig, num_frames: int | None = None):
+    def __init__(
+        self, encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, num_frames: int | None = None
+    ):
         check_mono(waveform)
         self.encoder, self.waveform, self.config = encoder, waveform.float(), config
         self.window = config.audio.window
@@ -136,7 +138,7 @@ class OnceAudio:
         self.features, self.window, self.clip, self.overlap, self.num_frames = features, window, clip, overlap, num_frames
 
     @classmethod
-    def encode(cls, encoder: AudioEncoder, waveform: torch.Tensor, config: RAPConfig, clip: int, overlap: int,
+    def encode(cls, encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, clip: int, overlap: int,
                num_frames: int | None = None) -> OnceAudio:
         """num_frames: the talk's length (default: the audio's); a longer talk hears silence after the speech."""
         check_mono(waveform)
@@ -170,30 +172,31 @@ class OnceAudio:
         return OnceAudio(self.features.to(device), self.window, self.clip, self.overlap, self.num_frames)
 
 
-def chunk_audio(encoder: AudioEncoder, waveform: torch.Tensor, config: RAPConfig, cfg: SamplingConfig,
+def chunk_audio(encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, sampling: SamplingConfig,
                 num_frames: int | None = None):
-    """The lazy audio of `cfg.audio_context` for a talk of `num_frames` frames (default: the audio's)
-    over mono `waveform` [S], chunked as `cfg` chunks: AudioFeatures, StreamAudio or OnceAudio. Each
-    has `windows(start, end)`, `num_frames`, `leads` (whether the chunk grid starts with the overlap)
-    and `hold(...)`, its in-memory form for a chunk plan."""
+    """The lazy audio of `sampling.audio_context` for a talk of `num_frames` frames (default: the
+    audio's) over mono `waveform` [S], chunked as `sampling` chunks: AudioFeatures, StreamAudio or
+    OnceAudio. Each has `windows(start, end)`, `num_frames`, `leads` (whether the chunk grid starts
+    with the overlap) and `hold(...)`, its in-memory form for a chunk plan."""
     stride = config.vae.temporal_stride
-    clip, overlap = covered_video_frames(cfg.chunk_latents, stride), overlap_frames(overlap_latents(cfg), stride)
+    clip = covered_video_frames(sampling.chunk_latents, stride)
+    overlap = overlap_frames(overlap_latents(sampling), stride)
     modes = {
         "lookahead": lambda: AudioFeatures(encoder, waveform, config, num_frames=num_frames),
         "reference-stream": lambda: StreamAudio(encoder, waveform, config, num_frames),
         "reference-once": lambda: OnceAudio.encode(encoder, waveform, config, clip, overlap, num_frames),
     }
-    check_context(cfg.audio_context)
-    return modes[cfg.audio_context]()
+    check_context(sampling.audio_context)
+    return modes[sampling.audio_context]()
 
 
-def held_audio(encoder: AudioEncoder, waveform: torch.Tensor, config: RAPConfig, cfg: SamplingConfig,
+def held_audio(encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, sampling: SamplingConfig,
                num_frames: int | None = None, progress: Callable[[int, int], None] | None = None):
-    """`chunk_audio`, computed now for `cfg`'s chunk plan and held in memory (ComfyUI's
+    """`chunk_audio`, computed now for `sampling`'s chunk plan and held in memory (ComfyUI's
     RAP_AUDIO_EMBEDS): an EncodedAudio (any chunking), StreamWindows or OnceAudio."""
-    audio, stride = chunk_audio(encoder, waveform, config, cfg, num_frames), config.vae.temporal_stride
-    chunks = plan_chunks(audio.num_frames, cfg.chunk_latents, overlap_latents(cfg), stride, audio.leads)
-    return audio.hold(chunks, covered_video_frames(cfg.chunk_latents, stride), stride, progress)
+    audio, stride = chunk_audio(encoder, waveform, config, sampling, num_frames), config.vae.temporal_stride
+    chunks = plan_chunks(audio.num_frames, sampling.chunk_latents, overlap_latents(sampling), stride, audio.leads)
+    return audio.hold(chunks, covered_video_frames(sampling.chunk_latents, stride), stride, progress)
 
 
 def check_context(context: str) -> None:

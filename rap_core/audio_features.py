@@ -19,9 +19,10 @@ from collections.abc import Callable
 
 import torch
 
-from .config import AudioConfig, RAPConfig
+from .checks import check_frame_range, check_window
+from .config import RAPConfig
 from .errors import RAPInputError
-from .models.audio import AudioEncoder, frame_windows
+from .models.audio import SpeechEncoder, frame_windows
 from .timing import MAX_CHUNK_LATENTS, covered_video_frames, video_frame_count
 
 
@@ -50,36 +51,21 @@ class AudioFeatures:
     """
 
     context, leads = "lookahead", False
+    batch_segments, cache_segments = 8, 4
 
     def __init__(
-        self,
-        encoder: AudioEncoder,
-        waveform: torch.Tensor,
-        config: RAPConfig | AudioConfig,
-        fps: int | None = None,
-        batch_segments: int = 8,
-        cache_segments: int = 4,
-        num_frames: int | None = None,
+        self, encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, num_frames: int | None = None
     ):
-        """waveform [S] mono at `config`'s sample rate (`rap_core.media.audio_to_mono`); `fps` comes
-        from a RAPConfig and must be given with an AudioConfig. num_frames: the talk's length
-        (default: the audio's); frames past the speech are those of silence."""
-        audio = config.audio if isinstance(config, RAPConfig) else config
-        fps = fps if fps is not None else getattr(config, "fps", None)
-        if fps is None or fps < 1:
-            raise RAPInputError(
-                f"AudioFeatures needs the video frame rate: got fps={fps}. Pass a RAPConfig, or an "
-                "AudioConfig together with fps=<frames per second>."
-            )
+        """waveform [S] mono at `config`'s sample rate (`rap_core.media.audio_to_mono`). num_frames:
+        the talk's length (default: the audio's); frames past the speech are those of silence."""
+        audio, fps = config.audio, config.fps
+        if fps < 1:
+            raise RAPInputError(f"AudioFeatures needs a positive video frame rate, got fps={fps}. Fix the preset.")
         check_mono(waveform)
         if audio.segment_frames < 1 or audio.lookahead_frames < 0 or audio.context_seconds < 0:
             raise RAPInputError(
                 f"Audio segments need segment_frames >= 1, lookahead_frames >= 0 and context_seconds >= 0; "
                 f"got {audio.segment_frames}, {audio.lookahead_frames} and {audio.context_seconds}. Fix the AudioConfig."
-            )
-        if batch_segments < 1 or cache_segments < 1:
-            raise RAPInputError(
-                f"batch_segments and cache_segments must be at least 1, got {batch_segments} and {cache_segments}."
             )
         self.encoder, self.waveform, self.fps = encoder, waveform.float(), fps
         self.sample_rate, self.window = audio.sample_rate, audio.window
@@ -92,13 +78,7 @@ class AudioFeatures:
                 f"{encoder.min_samples} wav2vec2 needs; raise segment_frames or context_seconds."
             )
         self.num_frames = num_frames or video_frame_count(waveform.numel(), self.sample_rate, fps)
-        self.batch_segments, self.cache_segments = batch_segments, cache_segments
-        self.segments_encoded = 0  # encoder work done so far, in segments
         self._cache: dict[int, torch.Tensor] = {}  # segment index -> features [G, L, C]
-
-    @property
-    def cached_segments(self) -> int:
-        return len(self._cache)
 
     def _span(self, segment: int) -> torch.Tensor:
         """The audio segment `segment` is encoded from: [span_samples], zeros outside the clip."""
@@ -120,14 +100,12 @@ class AudioFeatures:
                 encoded = self.encoder(spans, self.span_frames)  # [B, span_frames, L, C]
             kept = encoded[:, self.context : self.context + self.segment]  # [B, G, L, C]
             features.extend(item.clone() for item in kept)
-            self.segments_encoded += len(batch)
         return features
 
     def frames(self, start: int, end: int) -> torch.Tensor:
         """Features of video frames [start, end) -> [1, end - start, L, C]. Frames at or past
         `num_frames` are those of the audio followed by silence."""
-        if not 0 <= start < end:
-            raise RAPInputError(f"Audio frames [{start}, {end}) are not a range: need 0 <= start < end.")
+        check_frame_range("Audio", start, end)
         first, last = start // self.segment, (end - 1) // self.segment
         self._cache = {j: cached for j, cached in self._cache.items() if j >= first}
         missing = [j for j in range(first, last + 1) if j not in self._cache]
@@ -137,9 +115,9 @@ class AudioFeatures:
         offset = first * self.segment
         return segments[None, start - offset : end - offset]  # [1, end - start, L, C]
 
-    def windows(self, start: int, end: int, window: int | None = None) -> torch.Tensor:
+    def windows(self, start: int, end: int) -> torch.Tensor:
         """Context windows of video frames [start, end) -> [1, end - start, W, L, C] (`context_windows`)."""
-        return context_windows(self.frames, start, end, self.window if window is None else window)
+        return context_windows(self.frames, start, end, self.window)
 
     def encode_all(self, end: int | None = None, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Features of video frames [0, end) (default `num_frames`) in batched encoder calls,
@@ -194,8 +172,7 @@ class EncodedAudio:
 
     def frames(self, start: int, end: int) -> torch.Tensor:
         """Features of video frames [start, end) -> [1, end - start, L, C]."""
-        if not 0 <= start < end:
-            raise RAPInputError(f"Audio frames [{start}, {end}) are not a range: need 0 <= start < end.")
+        check_frame_range("Audio", start, end)
         if end > self.features.shape[0]:
             raise RAPInputError(
                 f"Audio features end at frame {self.features.shape[0]} but frame {end - 1} was asked for: chunks "
@@ -213,8 +190,7 @@ def context_windows(frames: Callable[[int, int], torch.Tensor], start: int, end:
     `frames(a, b) -> [1, b - a, L, C]` -> [1, end - start, W, L, C]. Clamped only at the audio's first
     frame: past the end the windows read the features of silence, so every frame's window is the
     same whatever chunk asks for it."""
-    if window < 1 or window % 2 == 0:
-        raise RAPInputError(f"The audio window must be a positive odd number of frames, got {window}.")
+    check_window(window)
     low = max(start - window // 2, 0)
     features = frames(low, end + window // 2)  # [1, end + W//2 - low, L, C]
     return frame_windows(features, window)[:, start - low : end - low]  # [1, end - start, W, L, C]

@@ -12,8 +12,6 @@ from typing import Literal
 from .errors import RAPInputError
 
 AudioMode = Literal["window", "full", "hybrid"]
-Continuity = Literal["inherit", "motion_frames", "none"]
-Sampler = Literal["euler", "renoise"]
 AudioEncoderKind = Literal["wav2vec2", "mel"]
 AudioContextName = Literal["lookahead", "reference-stream", "reference-once"]
 Schedule = Literal["uniform", "flashhead"]
@@ -127,9 +125,9 @@ class SamplingConfig:
     # steps) (with [1000, 500] and [1000, 750, 500, 250] for 2 and 4 steps, where both agree); then shifted
     schedule: Schedule = "uniform"
     timesteps: tuple[float, ...] | None = None  # explicit schedule (0..1000) overrides steps/shift/schedule
-    sampler: Sampler = "renoise"  # "euler" (ODE) or FlashHead's distilled x0-then-renoise update
+    sampler: str = "renoise"  # sampling/steps.py: "euler" (ODE) or FlashHead's distilled x0-then-renoise update
     cfg_scale: float = 1.0  # audio classifier-free guidance; 1.0 = off
-    continuity: Continuity = "motion_frames"
+    continuity: str = "motion_frames"  # a mode of sampling/continuity.py's CONTINUITIES
     inherit_latents: int = 3  # n for continuity="inherit"
     motion_latents: int = 2  # clean prefix latents for continuity="motion_frames"
     chunk_latents: int = 5  # latent frames per chunk (5 -> 33 video frames)

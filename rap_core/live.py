@@ -45,7 +45,6 @@ loop and its rendering worker); `poll` renders outside the lock, so pushes never
 from __future__ import annotations
 
 import math
-import sys
 import threading
 from dataclasses import dataclass
 
@@ -57,8 +56,8 @@ from .audio_context import StreamAudio
 from .errors import RAPInputError
 from .media import audio_to_mono
 from .pipeline import RAPPipeline
-from .talk import advance, chunk_frames, overlap_latents, start_talk
-from .timing import Chunk, covered_video_frames, overlap_frames
+from .talk import Talk, advance, chunk_frames
+from .timing import Chunk, covered_video_frames
 
 LIVE_CONTEXT = "reference-stream"
 
@@ -100,20 +99,6 @@ class SegmentDone:
 
 
 LiveItem = LiveVideo | LiveAudio | SegmentDone
-
-
-class _EndlessPlan:
-    """timing.plan_chunks' leading grid without a last chunk: chunk k spans frames
-    [k * step - overlap, (k + 1) * step) and adds its last `step`. Chunks are made when asked for."""
-
-    def __init__(self, clip: int, overlap: int):
-        self.clip, self.overlap, self.step = clip, overlap, clip - overlap
-
-    def __len__(self) -> int:
-        return sys.maxsize
-
-    def __getitem__(self, k: int) -> Chunk:
-        return Chunk(k, k * self.step - self.overlap, self.overlap, self.clip)
 
 
 class _Track:
@@ -240,22 +225,20 @@ class LiveTalk:
                     "44100, 48000 Hz ...)."
                 )
         live_chunk = config.sampling.live_chunk_latents or config.sampling.chunk_latents
-        self.cfg = pipe.sampling(audio_context=LIVE_CONTEXT, **{"chunk_latents": live_chunk, **options})
+        self.sampling = pipe.sampling(audio_context=LIVE_CONTEXT, **{"chunk_latents": live_chunk, **options})
         stride = pipe.vae.temporal_stride
-        clip = covered_video_frames(self.cfg.chunk_latents, stride)
-        overlap = overlap_frames(overlap_latents(self.cfg), stride)
+        clip = covered_video_frames(self.sampling.chunk_latents, stride)
         self._cache_samples = round(config.audio.context_seconds * self.model_rate)  # as StreamAudio hears
         if clip > self._cache_samples // self._model_frame_samples:
             raise RAPInputError(
-                f"A chunk of {self.cfg.chunk_latents} latent frames ({clip} video frames) is longer than the "
+                f"A chunk of {self.sampling.chunk_latents} latent frames ({clip} video frames) is longer than the "
                 f"{config.audio.context_seconds} s of audio a streaming chunk hears; lower chunk_latents."
             )
         framed = pipe.frame(image, framing)
         picture = framed.picture().to(pipe.device, pipe.dtype)  # [3, H, W]
-        self._talk, self._reference = start_talk(self.cfg, pipe.dit, pipe.vae, picture, clip, seed, leads=True,
+        self._talk, self._reference = Talk.start(self.sampling, pipe.dit, pipe.vae, picture, seed, None, leads=True,
                                                  face_box=framed.face_box() if face_box is None else face_box)
-        self._talk.chunks = _EndlessPlan(clip, overlap)
-        self.step = clip - overlap  # frames each chunk adds
+        self.step = self._talk.chunks.step  # frames each chunk adds
         self._lock = threading.Lock()
         self._said, self._heard = _Track(), _Track()  # input-rate audio not yet handed out; model-rate audio
         self._resampler: _Resampler | None = None  # of the open utterance, when resampling

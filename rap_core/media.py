@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import torchaudio.functional as AF
 from einops import rearrange
 
+from .checks import check_frame_range
 from .errors import RAPInputError
 
 _MAX_SAMPLE = 2.0**31  # largest accepted |sample|: int32 PCM full scale
@@ -88,8 +89,7 @@ def audio_for_frames(waveform, sample_rate: int, fps: int, first: int, end: int)
     """The sound of video frames [first, end): waveform [C, S] -> [C, S'] with samples
     [floor(first * sr / fps), floor(end * sr / fps)); silence where the frames outlast the audio.
     Consecutive frame ranges give consecutive, non-overlapping pieces."""
-    if not 0 <= first < end:
-        raise RAPInputError(f"Video frames [{first}, {end}) are not a range: need 0 <= first < end.")
+    check_frame_range("Video", first, end, "first")
     wave = torch.as_tensor(waveform)
     low, high = first * sample_rate // fps, end * sample_rate // fps
     piece = wave.new_zeros(wave.shape[0], high - low)  # [C, S']

@@ -19,15 +19,16 @@ import torch
 from .audio_context import chunk_audio, leads
 from .config import RAPConfig, SamplingConfig, get_preset
 from .errors import RAPInputError
-from .loading.builtin import audio_encoder as builtin_audio_encoder
+from .loading.builtin import load_audio_encoder
 from .loading.builtin import builtin_dit, builtin_vae, has_builtin
 from .loading.models import load_dit, load_vae
 from .framing import Framing, frame_for
 from .media import audio_to_mono
-from .models.audio import AudioEncoder
+from .models.audio import SpeechEncoder
 from .models.dit import RAPTransformer
 from .models.vae import VideoVAE
-from .talk import StepCallback, advance, chunk_frames, overlap_latents, start_talk
+from .sampling.continuity import overlap_latents
+from .talk import StepCallback, Talk, advance, chunk_frames
 from .timing import Chunk, plan_chunks
 
 
@@ -37,7 +38,7 @@ class RAPPipeline:
         config: RAPConfig,
         dit: RAPTransformer,
         vae: VideoVAE,
-        audio_encoder: AudioEncoder,
+        audio_encoder: SpeechEncoder,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ):
@@ -72,7 +73,7 @@ class RAPPipeline:
             else load_dit(dit, config, device=device, dtype=dtype, attention_backend=attention_backend),
             builtin_vae(config, device=device, dtype=dtype) if vae is None
             else load_vae(vae, config, device=device, dtype=dtype),
-            builtin_audio_encoder(config, audio_encoder, device=device),
+            load_audio_encoder(config, audio_encoder, device=device),
         )
         return cls(config, *networks, device=device, dtype=dtype)
 
@@ -82,16 +83,16 @@ class RAPPipeline:
         unknown = sorted(set(options) - fields)
         if unknown:
             raise RAPInputError(f"Unknown option(s) {unknown}; choose from {sorted(fields)}.")
-        cfg = dataclasses.replace(self.config.sampling, **options)
-        overlap_latents(cfg)  # rejects an unknown continuity mode
-        leads(cfg.audio_context)  # and an unknown audio context
-        return cfg
+        sampling = dataclasses.replace(self.config.sampling, **options)
+        overlap_latents(sampling)  # rejects an unknown continuity mode
+        leads(sampling.audio_context)  # and an unknown audio context
+        return sampling
 
     def chunk_plan(self, num_frames: int, **options) -> list[Chunk]:
         """The chunks a clip of `num_frames` video frames is generated in (for progress bars)."""
-        cfg = self.sampling(**options)
-        return plan_chunks(num_frames, cfg.chunk_latents, overlap_latents(cfg), self.vae.temporal_stride,
-                           leads(cfg.audio_context))
+        sampling = self.sampling(**options)
+        return plan_chunks(num_frames, sampling.chunk_latents, overlap_latents(sampling), self.vae.temporal_stride,
+                           leads(sampling.audio_context))
 
     def frame(self, image, framing=None) -> Framing:
         """The photo framed for this model (framing.frame_portrait): `framing` "face", "centre", a box
@@ -113,12 +114,12 @@ class RAPPipeline:
         portrait): where the identity branch, if the DiT has one, finds the face; None: the detected
         face, else face.CENTRE_FACE. `options` override the preset's SamplingConfig (audio_context among
         them: lookahead, reference-stream or reference-once, see audio_context.py)."""
-        cfg = self.sampling(**options)
+        sampling = self.sampling(**options)
         framed = self.frame(image, framing)
         mono = audio_to_mono(audio, sample_rate, self.config.audio.sample_rate)
-        features = chunk_audio(self.audio_encoder, mono, self.config, cfg)
+        features = chunk_audio(self.audio_encoder, mono, self.config, sampling)
         picture = framed.picture().to(self.device, self.dtype)  # [3, H, W]
-        talk, reference = start_talk(cfg, self.dit, self.vae, picture, features.num_frames, seed, features.leads,
+        talk, reference = Talk.start(sampling, self.dit, self.vae, picture, seed, features.num_frames, features.leads,
                                      face_box=framed.face_box() if face_box is None else face_box)
         while not talk.done:
             chunk = talk.chunks[talk.next_chunk]

@@ -1,10 +1,11 @@
 """A talk: one portrait animated along one speech track, generated a chunk at a time.
 
 `Talk` holds everything that carries from one chunk to the next: the chunk plan over the whole
-track, the continuity strategy's state and the noise generator. Generation can stop after any
-chunk and go on later (another call, another ComfyUI sampler node) and give exactly the frames
-of one uninterrupted run. The functions take the networks as arguments, so `RAPPipeline` and the
-ComfyUI nodes (whose networks ComfyUI's model manager places) share this one implementation.
+track, the continuity mode's state and the noise generator; `Talk.start` begins one as RAPPipeline,
+the ComfyUI sampler and a live talk all do. Generation can stop after any chunk and go on later
+(another call, another ComfyUI sampler node) and give exactly the frames of one uninterrupted run.
+The functions take the networks as arguments, so `RAPPipeline` and the ComfyUI nodes (whose
+networks ComfyUI's model manager places) share this one implementation.
 
 Per chunk (`advance`): `sample_chunk` (audio tokens, noise, denoising with the continuity prefix)
 -> `decode_chunk` (VAE, colour match) -> `hand_over` (what the next chunk inherits); then
@@ -16,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from einops import rearrange, repeat
@@ -28,11 +29,12 @@ from .models.dit import RAPTransformer
 from .models.intensity import NATURAL
 from .models.vae import VideoVAE
 from .sampling.color import match_colors
-from .sampling.continuity import CleanPrefix, NoContinuity, StepwiseInheritance
+from .sampling.continuity import continuity_mode, overlap_latents
 from .sampling.guidance import audio_guidance
 from .sampling.loop import denoise
 from .sampling.schedule import flow_timesteps
-from .timing import Chunk, covered_video_frames, plan_chunks
+from .sampling.steps import stepper
+from .timing import Chunk, EndlessChunks, covered_video_frames, plan_chunks
 
 # progress(chunk_index, step_index, latent the model is about to see)
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -88,38 +90,53 @@ def with_face(reference: Reference, dit: RAPTransformer, vae: VideoVAE, picture:
     return dataclasses.replace(reference, face=face)
 
 
-def overlap_latents(cfg: SamplingConfig) -> int:
-    """Latent frames two consecutive chunks share under `cfg.continuity`."""
-    overlaps = {"inherit": cfg.inherit_latents, "motion_frames": cfg.motion_latents, "none": 0}
-    if cfg.continuity not in overlaps:
-        raise RAPInputError(f"Unknown continuity '{cfg.continuity}'; choose one of {sorted(overlaps)}.")
-    return overlaps[cfg.continuity]
-
-
 class Talk:
-    """The chunk plan of a track of `num_frames` video frames and the state between its chunks."""
+    """The chunk plan of a track and the state between its chunks."""
 
-    def __init__(self, cfg: SamplingConfig, reference: Reference, num_frames: int, generator: torch.Generator,
-                 temporal_stride: int, leads: bool = False):
-        """generator: every random draw of the talk, in FlashHead's order (start_talk makes it from
-        the seed); leads: the chunk grid starts with the overlap (timing.plan_chunks), as the audio
-        context decides."""
-        if reference.chunk_latents != cfg.chunk_latents:
+    def __init__(self, sampling: SamplingConfig, reference: Reference, chunks: Sequence[Chunk], generator: torch.Generator,
+                 temporal_stride: int, num_frames: int | None):
+        """chunks: the plan (timing.plan_chunks, or timing.EndlessChunks for a talk of num_frames None);
+        generator: every random draw of the talk, in FlashHead's order (`start` makes it from the seed)."""
+        if reference.chunk_latents != sampling.chunk_latents:
             raise RAPInputError(
                 f"The reference latent spans {reference.chunk_latents} latent frames but chunks have "
-                f"{cfg.chunk_latents}; encode the reference for this chunk length."
+                f"{sampling.chunk_latents}; encode the reference for this chunk length."
             )
-        self.cfg, self.num_frames, self.temporal_stride = cfg, num_frames, temporal_stride
-        self.chunks = plan_chunks(num_frames, cfg.chunk_latents, overlap_latents(cfg), temporal_stride, leads)
-        self.timesteps = flow_timesteps(cfg.steps, cfg.shift, cfg.timesteps, cfg.schedule)  # [steps + 1]
+        self.sampling, self.chunks, self.num_frames, self.temporal_stride = sampling, chunks, num_frames, temporal_stride
+        self.timesteps = flow_timesteps(sampling.steps, sampling.shift, sampling.timesteps, sampling.schedule)  # [steps + 1]
         first = reference.latent[:, :, :1]  # [1, C, 1, h, w]
-        self.continuity = {
-            "inherit": lambda: StepwiseInheritance(cfg.inherit_latents, first, self.timesteps),
-            "motion_frames": lambda: CleanPrefix(first),
-            "none": NoContinuity,
-        }[cfg.continuity]()
+        self.continuity = continuity_mode(sampling.continuity).start(sampling, first, self.timesteps, temporal_stride)
         self.generator = generator
         self.next_chunk = 0
+
+    @classmethod
+    @torch.no_grad()
+    def start(
+        cls, sampling: SamplingConfig, dit: RAPTransformer, vae: VideoVAE, picture: torch.Tensor, seed: int,
+        num_frames: int | None, leads: bool, reference: Reference | None = None,
+        face_box: tuple[float, float, float, float] | None = None,
+    ) -> tuple[Talk, Reference]:
+        """A talk's start -> (talk, its reference).
+
+        picture [3, H, W] in [-1, 1] on the VAE's device and dtype. The seed's generator makes the
+        reference latent first when `sampling.sample_posterior` (FlashHead's first draw); otherwise the
+        latent is the posterior mean, and `reference` is reused if it was encoded for this chunk length.
+        The identity branch, if the DiT has one, sees the face in `face_box`, else in the given
+        reference's (None: CENTRE_FACE). num_frames: of the track, chunked by timing.plan_chunks (`leads`:
+        the grid starts with the overlap, as the audio context decides); None: a talk without end
+        (live), on the leading grid.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        if face_box is None and reference is not None:
+            face_box = reference.face_box
+        if sampling.sample_posterior or reference is None or reference.chunk_latents != sampling.chunk_latents:
+            reference = encode_reference(vae, picture, sampling.chunk_latents, generator if sampling.sample_posterior else None,
+                                         face_box)
+        reference = with_face(dataclasses.replace(reference, face_box=face_box), dit, vae, picture)
+        overlap, stride = overlap_latents(sampling), vae.temporal_stride
+        chunks = (EndlessChunks(sampling.chunk_latents, overlap, stride) if num_frames is None
+                  else plan_chunks(num_frames, sampling.chunk_latents, overlap, stride, leads))
+        return cls(sampling, reference, chunks, generator, stride, num_frames), reference
 
     @property
     def done(self) -> bool:
@@ -127,12 +144,7 @@ class Talk:
 
     @property
     def clip_frames(self) -> int:
-        return covered_video_frames(self.cfg.chunk_latents, self.temporal_stride)
-
-    @property
-    def needs_decoded_chunks(self) -> bool:
-        """Whether each chunk must be decoded before the next is sampled (FlashHead's motion frames)."""
-        return isinstance(self.continuity, CleanPrefix)
+        return covered_video_frames(self.sampling.chunk_latents, self.temporal_stride)
 
     @property
     def frames_done(self) -> int:
@@ -142,53 +154,39 @@ class Talk:
         last = self.chunks[self.next_chunk - 1]
         return last.start + last.emit_to
 
-    def fork(self, cfg: SamplingConfig) -> Talk:
-        """An independent copy that goes on with `cfg`, whose structure fields must match this talk's
+    def chunks_for(self, new_frames: int) -> list[Chunk]:
+        """The chunks from the next one on that add at least `new_frames` frames (a whole chunk at a
+        time), or reach the end of the track; 0: all the rest. For a talk with an end."""
+        goal = self.num_frames if new_frames == 0 else min(self.frames_done + new_frames, self.num_frames)
+        last = self.next_chunk
+        while self.chunks[last].start + self.chunks[last].emit_to < goal:
+            last += 1
+        return list(self.chunks[self.next_chunk : last + 1])
+
+    def fork(self, sampling: SamplingConfig) -> Talk:
+        """An independent copy that goes on with `sampling`, whose structure fields must match this talk's
         (guidance scale and colour correction may change between segments)."""
-        changed = [name for name in STRUCTURE_FIELDS if getattr(cfg, name) != getattr(self.cfg, name)]
+        changed = [name for name in STRUCTURE_FIELDS if getattr(sampling, name) != getattr(self.sampling, name)]
         if changed:
-            was = ", ".join(f"{name}={getattr(self.cfg, name)!r}" for name in changed)
+            was = ", ".join(f"{name}={getattr(self.sampling, name)!r}" for name in changed)
             raise RAPInputError(
                 f"A continued talk must keep the settings that shape its chunks; changed: {', '.join(changed)}. "
                 f"Set them as in the earlier sampler ({was})."
             )
         other = copy.copy(self)
-        other.cfg, other.continuity = cfg, copy.deepcopy(self.continuity)
+        other.sampling, other.continuity = sampling, copy.deepcopy(self.continuity)
         other.generator = torch.Generator().set_state(self.generator.get_state())
         return other
 
 
-@torch.no_grad()
-def start_talk(
-    cfg: SamplingConfig, dit: RAPTransformer, vae: VideoVAE, picture: torch.Tensor, num_frames: int, seed: int,
-    leads: bool, reference: Reference | None = None, face_box: tuple[float, float, float, float] | None = None,
-) -> tuple[Talk, Reference]:
-    """A talk's start, as RAPPipeline and RAP Sampler both begin one -> (talk, its reference).
-
-    picture [3, H, W] in [-1, 1] on the VAE's device and dtype. The seed's generator makes the
-    reference latent first when `cfg.sample_posterior` (FlashHead's first draw); otherwise the
-    latent is the posterior mean, and `reference` is reused if it was encoded for this chunk length.
-    The identity branch, if the DiT has one, sees the face in `face_box`, else in the given
-    reference's (None: CENTRE_FACE).
-    """
-    generator = torch.Generator().manual_seed(seed)
-    if face_box is None and reference is not None:
-        face_box = reference.face_box
-    if cfg.sample_posterior or reference is None or reference.chunk_latents != cfg.chunk_latents:
-        reference = encode_reference(vae, picture, cfg.chunk_latents, generator if cfg.sample_posterior else None,
-                                     face_box)
-    reference = with_face(dataclasses.replace(reference, face_box=face_box), dit, vae, picture)
-    return Talk(cfg, reference, num_frames, generator, vae.temporal_stride, leads), reference
-
-
 @contextlib.contextmanager
-def audio_attention(dit: RAPTransformer, cfg: SamplingConfig) -> Iterator[None]:
-    """Run with `cfg`'s audio attention mode and hybrid alphas; restore the DiT's own afterwards."""
+def audio_attention(dit: RAPTransformer, sampling: SamplingConfig) -> Iterator[None]:
+    """Run with `sampling`'s audio attention mode and hybrid alphas; restore the DiT's own afterwards."""
     own = dit.config.dit
     dit.set_audio_mode(
-        cfg.audio_mode or own.audio_mode,
-        own.alpha_w if cfg.alpha_w is None else cfg.alpha_w,
-        own.alpha_delta if cfg.alpha_delta is None else cfg.alpha_delta,
+        sampling.audio_mode or own.audio_mode,
+        own.alpha_w if sampling.alpha_w is None else sampling.alpha_w,
+        own.alpha_delta if sampling.alpha_delta is None else sampling.alpha_delta,
     )
     try:
         yield
@@ -202,17 +200,17 @@ def null_audio_tokens(dit: RAPTransformer, audio: AudioConfig, clip: int, like: 
     return dit.encode_audio(silence)
 
 
-def intensity_controls(cfg: SamplingConfig, dit: RAPTransformer) -> torch.Tensor:
-    """cfg's (expression, head motion) as [1, 2], checked: each in 0..1, and away from the natural
+def intensity_controls(sampling: SamplingConfig, dit: RAPTransformer) -> torch.Tensor:
+    """sampling's (expression, head motion) as [1, 2], checked: each in 0..1, and away from the natural
     0.5 only for a DiT that has the controls."""
-    levels = (cfg.expression, cfg.head_motion)
+    levels = (sampling.expression, sampling.head_motion)
     for name, value in zip(("expression", "head_motion"), levels):
         if not 0.0 <= value <= 1.0:
             raise RAPInputError(f"{name} must be in [0, 1] (got {value}); 0.5 is the training clips' median.")
     if dit.intensity is None and levels != NATURAL:
         raise RAPInputError(
             f"This model (preset '{dit.config.name}') has no motion-intensity controls; leave expression and "
-            f"head_motion at 0.5 (got {cfg.expression}, {cfg.head_motion})."
+            f"head_motion at 0.5 (got {sampling.expression}, {sampling.head_motion})."
         )
     return torch.tensor([levels])
 
@@ -226,18 +224,18 @@ def sample_chunk(
     `features` gives audio windows (AudioFeatures or EncodedAudio); `reference` lies on the DiT's
     device and dtype, and so does the result.
     """
-    chunk, cfg, like = talk.chunks[talk.next_chunk], talk.cfg, reference.latent
+    chunk, sampling, like = talk.chunks[talk.next_chunk], talk.sampling, reference.latent
     windows = features.windows(chunk.start, chunk.start + talk.clip_frames).to(like)  # [1, T_c, W, L, C]
     tokens = dit.encode_audio(windows)  # [1, K, M, D]
     noise = torch.randn(like.shape, generator=talk.generator).to(like)
-    intensity = intensity_controls(cfg, dit)  # [1, 2]
+    intensity = intensity_controls(sampling, dit)  # [1, 2]
 
-    def model_fn(x: torch.Tensor, t: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+    def conditioned(x: torch.Tensor, t: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         ref = reference.latent.expand(x.shape[0], -1, -1, -1, -1)  # [B, C, K, h, w]
         return dit(x, ref, t, audio, intensity, reference.face)
 
-    if cfg.cfg_scale != 1.0:
-        model_fn = audio_guidance(model_fn, cfg.cfg_scale, null_audio_tokens(dit, dit.config.audio, talk.clip_frames, like))
+    null = None if sampling.cfg_scale == 1.0 else null_audio_tokens(dit, dit.config.audio, talk.clip_frames, like)
+    velocity = audio_guidance(conditioned, tokens, sampling.cfg_scale, null)
 
     def before_step(step: int, x: torch.Tensor) -> torch.Tensor:
         x = talk.continuity.before_step(step, x)
@@ -245,8 +243,8 @@ def sample_chunk(
             progress(chunk.index, step, x)
         return x
 
-    with audio_attention(dit, cfg):
-        latent = denoise(model_fn, noise, tokens, talk.timesteps, cfg.sampler, talk.generator, before_step=before_step)
+    with audio_attention(dit, sampling):
+        latent = denoise(velocity, noise, talk.timesteps, stepper(sampling.sampler, talk.generator), before_step)
     return talk.continuity.finish(latent)
 
 
@@ -261,18 +259,13 @@ def decode_chunk(vae: VideoVAE, latent: torch.Tensor, reference: Reference, colo
 
 
 @torch.no_grad()
-def hand_over(talk: Talk, vae: VideoVAE | None = None, video: torch.Tensor | None = None) -> None:
-    """Finish the chunk just sampled: pass the next one what it inherits. Motion-frame continuity
-    needs the chunk's decoded `video` [1, 3, T_c, H, W] and the VAE to re-encode its tail (a
-    posterior sample from the talk's generator when `cfg.sample_posterior`, FlashHead's last draw)."""
-    if isinstance(talk.continuity, StepwiseInheritance):
-        talk.continuity.hand_over()
-    elif isinstance(talk.continuity, CleanPrefix):
-        if vae is None or video is None:
-            raise RAPInputError("Motion-frame continuity needs the decoded chunk and the VAE to hand over.")
-        tail = covered_video_frames(talk.cfg.motion_latents, vae.temporal_stride)
-        talk.continuity.hand_over(vae.encode(video[:, :, -tail:], sample=talk.cfg.sample_posterior,
-                                             generator=talk.generator))  # [1, C, p, h, w]
+def hand_over(talk: Talk, vae: VideoVAE, video: torch.Tensor | None) -> None:
+    """Finish the chunk just sampled: pass the next one what it inherits. video [1, 3, T_c, H, W]: the
+    chunk decoded, which motion-frame continuity re-encodes the tail of (a posterior sample from the
+    talk's generator when `sampling.sample_posterior`, FlashHead's last draw)."""
+    talk.continuity.hand_over(
+        video, lambda frames: vae.encode(frames, sample=talk.sampling.sample_posterior, generator=talk.generator)
+    )
     talk.next_chunk += 1
 
 
@@ -285,8 +278,8 @@ def advance(
     motion-frame continuity, which needs the decoded frames to hand over."""
     latent = sample_chunk(talk, dit, features, reference, progress)
     video = None
-    if decode or talk.needs_decoded_chunks:
-        video = decode_chunk(vae, latent.to(next(vae.parameters()).dtype), reference, talk.cfg.color_correction)
+    if decode or talk.continuity.needs_decoded_chunks:
+        video = decode_chunk(vae, latent.to(next(vae.parameters()).dtype), reference, talk.sampling.color_correction)
     hand_over(talk, vae, video)
     return latent, video
 

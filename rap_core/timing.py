@@ -12,6 +12,7 @@ Everything is exact integer arithmetic on sample counts, so 1.32 s of 16 kHz aud
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from .errors import RAPInputError
@@ -93,3 +94,19 @@ def plan_chunks(
         if start + clip >= total_frames:
             return chunks
         start += clip - overlap
+
+
+class EndlessChunks:
+    """plan_chunks' leading grid without a last chunk, for a talk with no known end (live.py): chunk k
+    spans frames [k * step - overlap, (k + 1) * step) and adds its last `step`. Made when asked for."""
+
+    def __init__(self, chunk_latents: int, overlap_latents: int, temporal_stride: int):
+        self.clip = covered_video_frames(chunk_latents, temporal_stride)
+        self.overlap = overlap_frames(overlap_latents, temporal_stride)
+        self.step = self.clip - self.overlap
+
+    def __len__(self) -> int:
+        return sys.maxsize
+
+    def __getitem__(self, k: int) -> Chunk:
+        return Chunk(k, k * self.step - self.overlap, self.overlap, self.clip)

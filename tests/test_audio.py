@@ -13,7 +13,7 @@ from rap_core.config import get_preset
 from rap_core.errors import CheckpointError, MissingWeightsError, RAPInputError
 from rap_core.media import audio_to_mono
 from rap_core.loading import load_wav2vec2
-from rap_core.models.audio import AudioEncoder, build_wav2vec2, frame_windows, wav2vec2_config
+from rap_core.models.audio import Wav2Vec2Encoder, build_wav2vec2, frame_windows, wav2vec2_config
 
 REPO = "facebook/wav2vec2-base-960h"
 
@@ -102,7 +102,7 @@ def test_large_layout_is_refused():
     config = wav2vec2_config(get_preset("tiny").audio)
     config.do_stable_layer_norm = True
     with pytest.raises(CheckpointError, match="wav2vec2-base"):
-        AudioEncoder(Wav2Vec2Model(config))
+        Wav2Vec2Encoder(Wav2Vec2Model(config))
 
 
 def test_too_short_audio_is_explained(encoder):

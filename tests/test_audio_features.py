@@ -2,6 +2,7 @@
 and audio tokens, each frame reads a fixed stretch of audio, and memory stays bounded."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -65,7 +66,7 @@ def test_lazy_frames_equal_one_batched_encoder_call(encoder):
     audio = speech(3.5, seed=2)
     features = AudioFeatures(encoder, audio, CONFIG)
     lazy = torch.cat([features.frames(start, start + 10) for start in range(0, features.num_frames, 10)], dim=1)
-    batched = AudioFeatures(encoder, audio, CONFIG, batch_segments=64).encode_all()
+    batched = AudioFeatures(encoder, audio, CONFIG).encode_all()  # 4 segments: one encoder call
     assert batched.shape == (1, features.num_frames, 2, 16)
     torch.testing.assert_close(lazy[:, : features.num_frames], batched, atol=1e-5, rtol=0)
 
@@ -91,17 +92,24 @@ def test_a_frame_reads_exactly_its_segments_span_of_audio(encoder):
     assert torch.equal(features_after_changing(span[1], audio.numel()), original)
 
 
-def test_walking_a_minute_of_audio_keeps_the_cache_bounded_and_encodes_each_segment_once(encoder):
+def test_walking_a_minute_of_audio_encodes_each_segment_once_and_drops_the_segments_behind(encoder):
     features = AudioFeatures(encoder, speech(60.0, seed=5), CONFIG)
     assert features.num_frames == 1500
-    most_cached = 0
-    starts = chunk_starts(features.num_frames, 33, 9)
-    for start in starts:
-        windows = features.windows(start, start + 33)
-        assert windows.shape == (1, 33, 5, 2, 16)
-        most_cached = max(most_cached, features.cached_segments)
-    assert most_cached <= 3  # a 33-frame chunk plus its window margin spans at most 3 segments
-    assert features.segments_encoded == -(-(starts[-1] + 33 + 2) // 25)
+    encoded = []  # segments per encoder call
+    hook = encoder.register_forward_hook(lambda module, args, output: encoded.append(args[0].shape[0]))
+    try:
+        starts = chunk_starts(features.num_frames, 33, 9)
+        for start in starts:
+            windows = features.windows(start, start + 33)
+            assert windows.shape == (1, 33, 5, 2, 16)
+        walked = -(-(starts[-1] + 33 + 2) // 25)  # the segments the walk reads, through the last window's margin
+        assert sum(encoded) == walked  # each encoded once
+        features.windows(starts[-1], starts[-1] + 33)
+        assert sum(encoded) == walked  # the last chunk's segments are still cached
+        features.frames(0, 1)
+        assert sum(encoded) == walked + 1  # segment 0 was dropped behind the walk: it is encoded again
+    finally:
+        hook.remove()
 
 
 def test_frames_past_the_end_are_the_features_of_silence(encoder):
@@ -111,7 +119,7 @@ def test_frames_past_the_end_are_the_features_of_silence(encoder):
     assert AudioFeatures(encoder, audio[:-1], CONFIG).num_frames == 33
     assert AudioFeatures(encoder, torch.cat([audio, audio[:1]]), CONFIG).num_frames == 34
     past = features.frames(30, 40)
-    padded = AudioFeatures(encoder, torch.cat([audio, torch.zeros(7 * HOP)]), CONFIG.audio, fps=FPS)
+    padded = AudioFeatures(encoder, torch.cat([audio, torch.zeros(7 * HOP)]), CONFIG)
     assert padded.num_frames == 40
     assert past.shape == (1, 10, 2, 16)
     assert torch.equal(past, padded.frames(30, 40))
@@ -122,10 +130,11 @@ def test_bad_inputs_say_what_to_fix(encoder):
     audio = speech(1.0)
     with pytest.raises(RAPInputError, match="audio_to_mono"):
         AudioFeatures(encoder, audio[None], CONFIG)
-    with pytest.raises(RAPInputError, match="fps"):
-        AudioFeatures(encoder, audio, CONFIG.audio)
+    with pytest.raises(RAPInputError, match="fps=0"):
+        AudioFeatures(encoder, audio, CONFIG.replace(fps=0))
     features = AudioFeatures(encoder, audio, CONFIG)
     with pytest.raises(RAPInputError, match="start < end"):
         features.frames(5, 5)
+    even = AudioFeatures(encoder, audio, CONFIG.replace(audio=replace(CONFIG.audio, window=4)))
     with pytest.raises(RAPInputError, match="odd"):
-        features.windows(0, 5, window=4)
+        even.windows(0, 5)

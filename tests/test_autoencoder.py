@@ -23,10 +23,10 @@ def test_motion_clips_move_the_face_and_keep_the_frame_rule():
 
 def test_trained_vae_reconstructs_better_is_calibrated_and_loads(tmp_path):
     video = rearrange(motion_clip(-100, 17, 64) * 2 - 1, "t h w c -> 1 c t h w")  # [1, 3, 17, 64, 64]
-    cfg = VAETrainConfig(steps=40, batch_size=2, lr=1e-3, warmup=5, log_every=20, calibration_clips=4)
+    train_config = VAETrainConfig(steps=40, batch_size=2, lr=1e-3, warmup=5, log_every=20, calibration_clips=4)
     train_vae(TINY, tmp_path / "untrained", VAETrainConfig(steps=1, batch_size=1, lr=0.0, calibration_clips=4), progress=False)
     untrained = load_vae(tmp_path / "untrained" / "vae.safetensors", TINY)
-    train_vae(TINY, tmp_path / "trained", cfg, progress=False)
+    train_vae(TINY, tmp_path / "trained", train_config, progress=False)
     trained = load_vae(tmp_path / "trained" / "vae.safetensors", TINY)  # strict: every key and shape
     with torch.no_grad():
         before = (untrained.decode(untrained.encode(video)) - video).abs().mean()
@@ -38,11 +38,11 @@ def test_trained_vae_reconstructs_better_is_calibrated_and_loads(tmp_path):
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
-    cfg = VAETrainConfig(steps=4, batch_size=1, warmup=2, log_every=1, checkpoint_every=2, calibration_clips=2)
-    train_vae(TINY, tmp_path / "whole", cfg, progress=False)
-    train_vae(TINY, tmp_path / "parts", VAETrainConfig(**{**cfg.__dict__, "steps": 2}), progress=False)
+    train_config = VAETrainConfig(steps=4, batch_size=1, warmup=2, log_every=1, checkpoint_every=2, calibration_clips=2)
+    train_vae(TINY, tmp_path / "whole", train_config, progress=False)
+    train_vae(TINY, tmp_path / "parts", VAETrainConfig(**{**train_config.__dict__, "steps": 2}), progress=False)
     halfway = load_vae(tmp_path / "parts" / "vae.safetensors", TINY).state_dict()
-    train_vae(TINY, tmp_path / "parts", cfg, progress=False)  # resumes at step 2 from vae_state.pt
+    train_vae(TINY, tmp_path / "parts", train_config, progress=False)  # resumes at step 2 from vae_state.pt
     whole, parts = (load_vae(tmp_path / run / "vae.safetensors", TINY).state_dict() for run in ("whole", "parts"))
     assert all(torch.equal(whole[name], parts[name]) for name in whole)
     assert not all(torch.equal(halfway[name], parts[name]) for name in parts)  # steps 3 and 4 did run

@@ -11,7 +11,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2Model
 
 from rap_core.errors import CheckpointError
 from rap_core.loading import load_fantasytalking
-from rap_core.models.audio import AudioEncoder
+from rap_core.models.audio import Wav2Vec2Encoder
 from rap_core.models.fantasytalking import latent_windows, tokens_per_frame, video_length
 
 WAN14B_DIM, WAN14B_BLOCKS = 5120, 40  # Wan2.1-I2V-14B-720P
@@ -108,7 +108,7 @@ def test_wav2vec2_features_are_transformers_last_hidden_state():
     model = Wav2Vec2Model(config).eval()
     audio = torch.randn(1, 16000)
     with torch.no_grad():
-        ours = AudioEncoder(model).last_hidden_state(audio)
+        ours = Wav2Vec2Encoder(model).last_hidden_state(audio)
         normalised = (audio - audio.mean()) / torch.sqrt(audio.var(correction=0) + 1e-7)
         theirs = model(normalised).last_hidden_state
     assert ours.shape == theirs.shape == (1, 49, 48)

@@ -18,7 +18,7 @@ from rap_core.media import cover_and_crop
 from rap_core.models.audio import frame_windows
 from rap_core.pipeline import RAPPipeline
 from rap_core.sampling.schedule import flow_timesteps
-from rap_core.talk import advance, start_talk
+from rap_core.talk import Talk, advance
 from rap_core.timing import plan_chunks
 
 GOLDEN = Path(__file__).parent / "golden" / "flashhead"
@@ -116,8 +116,8 @@ def test_a_talk_draws_in_the_references_order(monkeypatch):
     draw per step (the last too), the motion latents. Ours all come from the talk's generator."""
     reference_draws = [entry for entry in golden("noise.json")["modes"]["stream"] if entry["function"] == "torch.randn"]
     pipe = RAPPipeline.from_preset("tiny")
-    cfg = dataclasses.replace(LITE.sampling, color_correction=0.0)
-    audio = chunk_audio(pipe.audio_encoder, signal(1.5), pipe.config, cfg)
+    sampling = dataclasses.replace(LITE.sampling, color_correction=0.0)
+    audio = chunk_audio(pipe.audio_encoder, signal(1.5), pipe.config, sampling)
     drawn, randn = [], torch.randn
 
     def recording(*args, generator=None, **kwargs):
@@ -126,7 +126,7 @@ def test_a_talk_draws_in_the_references_order(monkeypatch):
         return out
 
     monkeypatch.setattr(torch, "randn", recording)
-    talk, reference = start_talk(cfg, pipe.dit, pipe.vae, torch.rand(3, 64, 64) * 2 - 1, audio.num_frames, 42,
+    talk, reference = Talk.start(sampling, pipe.dit, pipe.vae, torch.rand(3, 64, 64) * 2 - 1, 42, audio.num_frames,
                                  audio.leads)
     for _ in range(2):
         advance(talk, pipe.dit, pipe.vae, audio, reference, decode=True)

@@ -11,7 +11,7 @@ import torch
 from rap_core.audio_context import chunk_audio
 from rap_core.config import get_preset
 from rap_core.pipeline import RAPPipeline
-from rap_core.talk import advance, start_talk
+from rap_core.talk import Talk, advance
 from rap_core.timing import plan_chunks
 
 SR = 16000
@@ -88,7 +88,7 @@ def test_a_flashhead_talk_draws_everything_from_its_generator_in_the_references_
     audio = chunk_audio(pipe.audio_encoder, speech(2.0), pipe.config, LITE)
     torch.manual_seed(123)
     global_state = torch.get_rng_state()
-    talk, reference = start_talk(LITE, pipe.dit, pipe.vae, picture, audio.num_frames, 7, audio.leads)
+    talk, reference = Talk.start(LITE, pipe.dit, pipe.vae, picture, 7, audio.num_frames, audio.leads)
     for _ in range(2):
         advance(talk, pipe.dit, pipe.vae, audio, reference, decode=True)
     assert torch.equal(torch.get_rng_state(), global_state)

@@ -259,7 +259,7 @@ def test_demo_live_talk_lip_syncs_and_rests_with_a_closed_mouth_in_the_silence_a
     still, marks = synthetic_portrait(identity, 128), layout(identity, 128)
     speech = heldout_speech(7, 4.0)
     live = LiveTalk(pipe, still, SR, seed=7, framing="centre", face_box=marks.face_box)
-    assert live.cfg.chunk_latents == pipe.config.sampling.live_chunk_latents == 5  # the preset's live chunk
+    assert live.sampling.chunk_latents == pipe.config.sampling.live_chunk_latents == 5  # the preset's live chunk
     items = []
     for at in range(0, speech.numel(), 320):  # 20 ms pieces, as a microphone sends them
         live.push(speech[at : at + 320])

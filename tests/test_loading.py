@@ -8,7 +8,7 @@ from rap_core import RAPInputError, RAPPipeline
 from rap_core.config import get_preset
 from rap_core.errors import CheckpointError
 from rap_core.loading import load_dit, load_vae
-from rap_core.loading.builtin import audio_encoder, builtin_dit, builtin_vae
+from rap_core.loading.builtin import builtin_dit, builtin_vae, load_audio_encoder
 from rap_core.models import build_dit, build_vae
 from rap_core.models.mel import MelEncoder
 
@@ -65,9 +65,9 @@ def test_presets_with_weights_say_which_files_they_need():
 
 def test_presets_without_built_in_weights_are_refused_by_name():
     flashhead = get_preset("flashhead-lite")
-    for build in (builtin_dit, builtin_vae, audio_encoder):
+    for build in (builtin_dit, builtin_vae, load_audio_encoder):
         with pytest.raises(RAPInputError, match="only tiny and demo have"):
             build(flashhead)
     with pytest.raises(RAPInputError, match="has no weights"):
-        audio_encoder(get_preset("demo"), "models/rap/wav2vec2-base-960h")
-    assert isinstance(audio_encoder(get_preset("demo")), MelEncoder)  # weight-free: always built in
+        load_audio_encoder(get_preset("demo"), "models/rap/wav2vec2-base-960h")
+    assert isinstance(load_audio_encoder(get_preset("demo")), MelEncoder)  # weight-free: always built in

@@ -1,4 +1,4 @@
-"""Sampling: timestep schedules, the two samplers, audio CFG, loop hooks and Lab colour matching."""
+"""Sampling: timestep schedules, the two steppers and their noise, audio CFG, the loop's hook and Lab colour matching."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from rap_core.sampling.color import lab_to_rgb, match_colors, rgb_to_lab
 from rap_core.sampling.guidance import audio_guidance
 from rap_core.sampling.loop import denoise
 from rap_core.sampling.schedule import flow_timesteps
-from rap_core.sampling.steps import euler_step, renoise_step
+from rap_core.sampling.steps import Renoise, euler, stepper
 
 SHAPE = (2, 4, 3, 5, 6)  # latents [B, C, F, h, w]
 AUDIO_SHAPE = (2, 3, 4, 8)  # audio tokens [B, K, M, D]
@@ -48,19 +48,24 @@ def test_bad_steps_shift_and_sampler_raise():
         flow_timesteps(0)
     with pytest.raises(RAPInputError, match="shift"):
         flow_timesteps(4, shift=0)
-    with pytest.raises(RAPInputError, match="sampler"):
-        denoise(flow_model, randn(*SHAPE), randn(*AUDIO_SHAPE), flow_timesteps(4), sampler="heun")
+    with pytest.raises(RAPInputError, match="Unknown sampler 'heun'; choose one of"):
+        stepper("heun")
+
+
+def conditioned(model, audio):
+    """model(x, t, audio) as the loop's velocity function of (x, t)."""
+    return audio_guidance(model, audio)
 
 
 def test_euler_integrates_a_straight_flow_exactly():
     x0, noise = randn(*SHAPE, seed=1), randn(*SHAPE, seed=2)
     calls = []
 
-    def constant_velocity(x, t, audio):
+    def constant_velocity(x, t):
         calls.append(t.tolist())
         return noise - x0
 
-    out = denoise(constant_velocity, noise.clone(), randn(*AUDIO_SHAPE), flow_timesteps(7, shift=3), "euler")
+    out = denoise(constant_velocity, noise.clone(), flow_timesteps(7, shift=3), stepper("euler"))
     assert (out - x0).abs().max() < 1e-12
     assert len(calls) == 7 and calls[0] == [1000.0, 1000.0]
 
@@ -69,35 +74,42 @@ def test_euler_integrates_a_straight_flow_exactly():
 def test_both_samplers_reach_x0_with_the_true_velocity(sampler):
     x0, noise = randn(*SHAPE, seed=1), randn(*SHAPE, seed=2)
 
-    def true_velocity(x, t, audio):  # x_t = (1 - t) x0 + t eps  =>  v = eps - x0 = (x_t - x0) / t
+    def true_velocity(x, t):  # x_t = (1 - t) x0 + t eps  =>  v = eps - x0 = (x_t - x0) / t
         return (x - x0) / (t / 1000)[:, None, None, None, None]
 
     timesteps = flow_timesteps(0, explicit=[1000, 937.5, 625, 250])  # exact in the model's float32 t
-    out = denoise(true_velocity, noise, randn(*AUDIO_SHAPE), timesteps, sampler, torch.Generator().manual_seed(3))
+    out = denoise(true_velocity, noise, timesteps, stepper(sampler, torch.Generator().manual_seed(3)))
     assert (out - x0).abs().max() < 1e-12
 
 
 def test_steps_follow_their_formulas():
-    x, v, fresh = randn(*SHAPE, seed=1), randn(*SHAPE, seed=2), randn(*SHAPE, seed=3)
-    torch.testing.assert_close(euler_step(x, v, 937.5, 625.0), x - 0.3125 * v)
+    x, v = randn(*SHAPE, seed=1), randn(*SHAPE, seed=2)
+    torch.testing.assert_close(euler(x, v, 937.5, 625.0), x - 0.3125 * v)
     x0 = x - 0.9375 * v
-    torch.testing.assert_close(renoise_step(x, v, 937.5, 625.0, fresh), 0.375 * x0 + 0.625 * fresh)
-    torch.testing.assert_close(renoise_step(x, v, 625.0, 0.0), x - 0.625 * v)
+    fresh = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3)).double()
+    renoise = Renoise(torch.Generator().manual_seed(3))
+    torch.testing.assert_close(renoise(x, v, 937.5, 625.0), 0.375 * x0 + 0.625 * fresh)
+    torch.testing.assert_close(renoise(x, v, 625.0, 0.0), x - 0.625 * v)
 
 
-def test_renoise_loop_draws_fresh_noise_from_the_generator():
+def test_renoise_draws_fresh_noise_from_its_generator_at_every_step():
     x, audio, timesteps = randn(*SHAPE), randn(*AUDIO_SHAPE, seed=9), flow_timesteps(4, shift=5)
 
     def run(seed):
-        return denoise(flow_model, x.clone(), audio, timesteps, "renoise", torch.Generator().manual_seed(seed))
+        return denoise(conditioned(flow_model, audio), x.clone(), timesteps,
+                       stepper("renoise", torch.Generator().manual_seed(seed)))
 
     expected, draws = x.clone(), torch.Generator().manual_seed(11)
     for t, t_next in zip(timesteps[:-1].tolist(), timesteps[1:].tolist()):
-        fresh = torch.randn(SHAPE, generator=draws).double() if t_next > 0 else None
-        expected = renoise_step(expected, flow_model(expected, torch.full((2,), t), audio), t, t_next, fresh)
+        fresh = torch.randn(SHAPE, generator=draws).double()  # the last step draws too, and drops it
+        x0 = expected - t / 1000 * flow_model(expected, torch.full((2,), t), audio)
+        expected = x0 if t_next == 0 else (1 - t_next / 1000) * x0 + t_next / 1000 * fresh
     torch.testing.assert_close(run(11), expected)
     torch.testing.assert_close(run(11), run(11), rtol=0, atol=0)
     assert (run(11) - run(12)).abs().max() > 0.1
+    generator = torch.Generator().manual_seed(11)
+    denoise(conditioned(flow_model, audio), x.clone(), timesteps, stepper("renoise", generator))
+    torch.testing.assert_close(torch.randn(3, generator=generator), torch.randn(3, generator=draws))
 
 
 def counting(model_fn):
@@ -112,29 +124,30 @@ def counting(model_fn):
 
 def test_guidance_scale_one_is_the_plain_model():
     model, batches = counting(flow_model)
-    assert audio_guidance(model, 1.0, torch.zeros(1, *AUDIO_SHAPE[1:])) is model
-    denoise(audio_guidance(model, 1.0, torch.zeros(1, *AUDIO_SHAPE[1:])), randn(*SHAPE), randn(*AUDIO_SHAPE),
-            flow_timesteps(4, shift=5), "euler")
-    assert batches == [(2, 2, 2)] * 4
+    x, t, audio = randn(*SHAPE), torch.full((2,), 833.0), randn(*AUDIO_SHAPE, seed=1)
+    torch.testing.assert_close(audio_guidance(model, audio, 1.0)(x, t), flow_model(x, t, audio), rtol=0, atol=0)
+    denoise(audio_guidance(model, audio, 1.0), randn(*SHAPE), flow_timesteps(4, shift=5), stepper("euler"))
+    assert batches == [(2, 2, 2)] * 5
 
 
 def test_guidance_is_one_batched_forward_per_step():
     x, audio, null = randn(*SHAPE), randn(*AUDIO_SHAPE, seed=1), randn(1, *AUDIO_SHAPE[1:], seed=2)
     t = torch.full((2,), 833.0)
     model, batches = counting(flow_model)
-    guided = audio_guidance(model, 3.0, null)
+    guided = audio_guidance(model, audio, 3.0, null)
     v_cond, v_null = flow_model(x, t, audio), flow_model(x, t, null.expand_as(audio))
-    torch.testing.assert_close(guided(x, t, audio), v_null + 3.0 * (v_cond - v_null))
+    torch.testing.assert_close(guided(x, t), v_null + 3.0 * (v_cond - v_null))
     assert batches == [(4, 4, 4)]
     batches.clear()
-    denoise(guided, x, audio, flow_timesteps(4, shift=5), "renoise", torch.Generator().manual_seed(0))
+    denoise(guided, x, flow_timesteps(4, shift=5), stepper("renoise", torch.Generator().manual_seed(0)))
     assert batches == [(4, 4, 4)] * 4
 
 
-def test_hooks_see_every_step_and_the_model_sees_what_before_step_returns():
-    timesteps, seen_by_model, before, after = flow_timesteps(4, shift=5), [], [], []
+def test_the_model_sees_what_before_step_returns_at_every_step():
+    timesteps, seen_by_model, before = flow_timesteps(4, shift=5), [], []
+    audio = randn(*AUDIO_SHAPE)
 
-    def model(x, t, audio):
+    def model(x, t):
         seen_by_model.append(x.clone())
         return flow_model(x, t, audio)
 
@@ -144,16 +157,17 @@ def test_hooks_see_every_step_and_the_model_sees_what_before_step_returns():
         before.append((i, x.clone()))
         return x
 
-    audio = randn(*AUDIO_SHAPE)
-    out = denoise(model, randn(*SHAPE), audio, timesteps, "euler", before_step=before_step,
-                  after_step=lambda i, x: after.append((i, x.clone())))
-    assert [i for i, _ in before] == [i for i, _ in after] == [0, 1, 2, 3]
-    for i, ((_, given), seen, (_, updated)) in enumerate(zip(before, seen_by_model, after)):
+    out = denoise(model, randn(*SHAPE), timesteps, stepper("euler"), before_step)
+    assert [i for i, _ in before] == [0, 1, 2, 3]
+    for i, ((_, given), seen) in enumerate(zip(before, seen_by_model)):
         torch.testing.assert_close(seen, given, rtol=0, atol=0)
-        t, t_next = float(timesteps[i]), float(timesteps[i + 1])
-        v = flow_model(given, torch.full((2,), t), audio)
-        torch.testing.assert_close(updated, euler_step(given, v, t, t_next))
-    torch.testing.assert_close(out, after[-1][1], rtol=0, atol=0)
+        if i:  # each step's input is the Euler update of the previous one's, prefix rewritten
+            t, t_next = float(timesteps[i - 1]), float(timesteps[i])
+            updated = euler(before[i - 1][1], flow_model(before[i - 1][1], torch.full((2,), t), audio), t, t_next)
+            torch.testing.assert_close(given[:, :, 1:], updated[:, :, 1:], rtol=0, atol=0)
+    t = float(timesteps[3])
+    torch.testing.assert_close(out, euler(before[3][1], flow_model(before[3][1], torch.full((2,), t), audio), t, 0.0),
+                               rtol=0, atol=0)
 
 
 def in_gamut_rgb(*shape, seed, low=0.25, high=0.75):

@@ -155,8 +155,8 @@ def test_make_data_train_and_eval_from_the_command_line(tmp_path):
 def test_a_fresh_run_can_start_from_given_weights(data_dir, tmp_path):
     start = random_dit(TINY)
     save_file(start.state_dict(), tmp_path / "start.safetensors")
-    cfg = TrainConfig(steps=1, batch_size=2, lr=0.0, init=str(tmp_path / "start.safetensors"))
-    train(TINY, ClipSet(data_dir), tmp_path / "run", cfg, progress=False)
+    train_config = TrainConfig(steps=1, batch_size=2, lr=0.0, init=str(tmp_path / "start.safetensors"))
+    train(TINY, ClipSet(data_dir), tmp_path / "run", train_config, progress=False)
     tuned = load_file(tmp_path / "run" / "dit.safetensors")
     assert tuned.keys() == start.state_dict().keys()
     assert all(torch.equal(tuned[name], value) for name, value in start.state_dict().items())  # lr 0: unchanged

@@ -1,6 +1,7 @@
 """Networks a preset has without any weight file from the user: `tiny`'s reproducible random
 networks and `demo`'s trained ones, shipped in `rap_core/weights/demo/` (made by `make demo-model`).
-A mel-spectrogram audio encoder has no weights at all, so every preset that uses one has it built in.
+A mel-spectrogram audio encoder has no weights at all, so every preset that uses one has it built in;
+`load_audio_encoder` gives a preset's audio encoder, built in or from a wav2vec2 folder.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 
 from ..config import RAPConfig
 from ..errors import MissingWeightsError, RAPInputError
-from ..models.audio import AudioEncoder, build_audio_encoder
+from ..models.audio import SpeechEncoder, build_audio_encoder
 from ..models.blazeface import BlazeFace
 from ..models.dit import RAPTransformer
 from ..models.vae import VideoVAE
@@ -75,9 +76,9 @@ def builtin_vae(config: RAPConfig, device=None, dtype=None, operations=nn) -> Vi
     raise _refuse(config, "VAE")
 
 
-def audio_encoder(config: RAPConfig, folder: str | os.PathLike | None = None, device=None) -> AudioEncoder:
-    """The preset's audio encoder: the weight-free mel transform, wav2vec2 from `folder`, or (no
-    folder, preset tiny) random wav2vec2 weights."""
+def load_audio_encoder(config: RAPConfig, folder: str | os.PathLike | None = None, device=None) -> SpeechEncoder:
+    """The preset's audio encoder, built in or from a folder: the weight-free mel transform, wav2vec2
+    from `folder`, or (no folder, preset tiny) random wav2vec2 weights."""
     if config.audio.encoder == "mel":
         if folder is not None:
             raise RAPInputError(

@@ -14,6 +14,7 @@ import torch
 
 from ..config import RAPConfig
 from ..errors import CheckpointError
+from .strict import listing
 
 # Checkpoint wrappers stripped when every key carries them (ComfyUI, Lightning, DDP, pipelines).
 _WRAPPER_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "transformer.", "model.", "module.")
@@ -86,9 +87,9 @@ def convert_dit_state_dict(state_dict: Mapping[str, torch.Tensor], config: RAPCo
         return {_from_diffusers(k): v for k, v in tensors.items() if not k.startswith(_DIFFUSERS_UNUSED)}
     if any(k.startswith("time_embedding.") or re.match(r"blocks\.\d+\.self_attn\.", k) for k in tensors):
         return {k: v for k, v in tensors.items() if not k.startswith(_ORIGINAL_UNUSED)}
-    seen = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
     raise CheckpointError(
-        f"Unrecognised DiT checkpoint layout for preset '{config.name}' (keys seen: {seen}). Accepted layouts: "
+        f"Unrecognised DiT checkpoint layout for preset '{config.name}' (keys seen: {listing(keys)}). "
+        "Accepted layouts: "
         "FlashHead/Wan original (e.g. 'blocks.0.self_attn.q.weight', 'time_embedding.0.weight'), diffusers "
         "WanTransformer3DModel (e.g. 'blocks.0.attn1.to_q.weight', 'condition_embedder.time_proj.weight'), "
         "or this package's own layout. Check that the file is a FlashHead/Wan DiT and not a VAE or audio encoder."

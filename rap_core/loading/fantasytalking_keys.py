@@ -19,12 +19,12 @@ from collections.abc import Mapping
 import torch
 
 from ..errors import CheckpointError
+from .strict import listing
 
 _LAYOUT = (
     (re.compile(r"proj_model\.((?:proj|norm)\.(?:weight|bias))"), r"\1"),
     (re.compile(r"(?:audio_processor\.)?blocks\.(\d+)\.cross_attn\.(?:processor\.)?([kv]_proj\.weight)"), r"blocks.\1.\2"),
 )
-_SHOWN = 8
 
 
 def convert_fantasytalking_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -38,9 +38,8 @@ def convert_fantasytalking_state_dict(state: Mapping[str, torch.Tensor]) -> dict
         else:
             unknown.append(key)
     if unknown:
-        listed = ", ".join(sorted(unknown)[:_SHOWN]) + (f" and {len(unknown) - _SHOWN} more" if len(unknown) > _SHOWN else "")
         raise CheckpointError(
-            f"Not FantasyTalking audio weights: unexpected keys {listed}. Expected the official "
+            f"Not FantasyTalking audio weights: unexpected keys {listing(sorted(unknown))}. Expected the official "
             "fantasytalking_model.ckpt (proj_model.*, audio_processor.blocks.N.cross_attn.processor.k_proj/v_proj) "
             "or Kijai's fantasytalking_fp16.safetensors (proj_model.*, blocks.N.cross_attn.k_proj/v_proj)."
         )

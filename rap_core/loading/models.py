@@ -19,14 +19,14 @@ from transformers import Wav2Vec2Model
 
 from ..config import RAPConfig
 from ..errors import CheckpointError, MissingWeightsError
-from ..models.audio import WAV2VEC2_REPO, AudioEncoder
+from ..models.audio import WAV2VEC2_REPO, Wav2Vec2Encoder
 from ..models.dit import RAPTransformer, build_dit, fresh_optional_branches
 from ..models.fantasytalking import FantasyTalkingAudio
 from ..models.vae import VideoVAE, build_vae
 from .checkpoint import StateDict, cast_floating, read_state_dict
 from .dit_keys import convert_dit_state_dict
 from .fantasytalking_keys import convert_fantasytalking_state_dict
-from .strict import load_state_dict_strict
+from .strict import listing, load_state_dict_strict
 from .vae_keys import convert_vae_state_dict
 
 WeightsArg = str | os.PathLike | StateDict
@@ -110,7 +110,7 @@ def load_fantasytalking(
     return _load_built(build, operations, cast_floating(converted, dtype), f"FantasyTalking audio ({origin})", device)
 
 
-def load_wav2vec2(directory: str | Path, device=None, dtype=None) -> AudioEncoder:
+def load_wav2vec2(directory: str | Path, device=None, dtype=None) -> Wav2Vec2Encoder:
     """Load a transformers wav2vec2 folder (config.json + model.safetensors or pytorch_model.bin)
     from disk only, never from the hub. dtype None keeps float32, as FlashHead runs it."""
     folder = Path(directory)
@@ -129,9 +129,9 @@ def load_wav2vec2(directory: str | Path, device=None, dtype=None) -> AudioEncode
             "download them again."
         ) from error
     if info["missing_keys"]:
-        missing = ", ".join(sorted(info["missing_keys"])[:8])
         raise CheckpointError(
-            f"The wav2vec2 weights in '{folder}' lack {len(info['missing_keys'])} tensors ({missing}); "
+            f"The wav2vec2 weights in '{folder}' lack {len(info['missing_keys'])} tensors "
+            f"({listing(sorted(info['missing_keys']))}); "
             f"expected a complete checkpoint of '{WAV2VEC2_REPO}'. Download it again."
         )
-    return AudioEncoder(model).eval().to(device=device, dtype=dtype or torch.float32)
+    return Wav2Vec2Encoder(model).eval().to(device=device, dtype=dtype or torch.float32)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError
 
-_SHOWN = 8  # keys listed per problem before "and N more"
+_SHOWN = 8  # keys listed before "and N more"
 
 
-def _listing(keys: list[str]) -> str:
+def listing(keys: Sequence[str]) -> str:
+    """The first keys and how many more: a checkpoint's errors name what they saw without pasting
+    thousands of keys into the message."""
     shown = ", ".join(keys[:_SHOWN])
     more = len(keys) - _SHOWN
     return shown + (f" and {more} more" if more > 0 else "")
@@ -36,15 +38,15 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], w
     )  # e.g. int8-quantized weights: casting them would not dequantize them
     problems = []
     if missing:
-        problems.append(f"missing keys: {_listing(missing)}")
+        problems.append(f"missing keys: {listing(missing)}")
     if unexpected:
-        problems.append(f"unexpected keys: {_listing(unexpected)}")
+        problems.append(f"unexpected keys: {listing(unexpected)}")
     if misshaped:
-        problems.append(f"mis-shaped keys: {_listing(misshaped)}")
+        problems.append(f"mis-shaped keys: {listing(misshaped)}")
     if mistyped:
         problems.append(
             f"integer keys where the model has floats or the reverse (quantized files are not supported): "
-            f"{_listing(mistyped)}"
+            f"{listing(mistyped)}"
         )
     if problems:
         raise CheckpointError(

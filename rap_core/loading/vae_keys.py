@@ -24,6 +24,7 @@ import torch
 from ..config import RAPConfig, VAEConfig
 from ..errors import CheckpointError
 from ..models.vae import decoder_plan, encoder_plan
+from .strict import listing
 
 # Present in every layout; whatever precedes them is a wrapper prefix such as "vae.".
 _ANCHORS = ("encoder.conv_in.conv.weight", "decoder.conv_in.conv.weight")
@@ -49,9 +50,8 @@ _LAYOUTS = (
 
 
 def _unknown(keys: list[str], why: str) -> CheckpointError:
-    seen = ", ".join(sorted(keys)[:6]) or "no keys"
     return CheckpointError(
-        f"The VAE checkpoint {why} (keys seen: {seen}). Accepted layouts: {_LAYOUTS}. "
+        f"The VAE checkpoint {why} (keys seen: {listing(sorted(keys)) or 'no keys'}). Accepted layouts: {_LAYOUTS}. "
         "Load the LTX-Video 0.9.0 VAE, e.g. FlashHead's VAE_LTX/diffusion_pytorch_model.safetensors."
     )
 

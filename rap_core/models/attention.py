@@ -43,7 +43,7 @@ def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.T
     return (scores.softmax(dim=-1) @ v.float()).to(q.dtype)
 
 
-def _half(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _to_half_precision(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The optional kernels take half precision only: float32 inputs run in bfloat16."""
     dtype = torch.bfloat16 if q.dtype == torch.float32 else q.dtype
     return q.to(dtype), k.to(dtype), v.to(dtype)
@@ -51,7 +51,7 @@ def _half(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tens
 
 def _flash_attention(flash_attn_func) -> AttentionFn:
     def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        hq, hk, hv = (rearrange(t, "b h s d -> b s h d") for t in _half(q, k, v))  # [B, S, H, d]
+        hq, hk, hv = (rearrange(t, "b h s d -> b s h d") for t in _to_half_precision(q, k, v))  # [B, S, H, d]
         out = flash_attn_func(hq, hk, hv)  # [B, S, H, d]
         return rearrange(out, "b s h d -> b h s d").to(q.dtype)  # [B, H, S, d]
 
@@ -60,7 +60,7 @@ def _flash_attention(flash_attn_func) -> AttentionFn:
 
 def _sage_attention(sageattn) -> AttentionFn:
     def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return sageattn(*_half(q, k, v), tensor_layout="HND", is_causal=False).to(q.dtype)
+        return sageattn(*_to_half_precision(q, k, v), tensor_layout="HND", is_causal=False).to(q.dtype)
 
     return attention
 

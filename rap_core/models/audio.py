@@ -17,6 +17,7 @@ from einops import rearrange
 from torch import nn
 from transformers import Wav2Vec2Config, Wav2Vec2Model
 
+from ..checks import check_window
 from ..config import AudioConfig
 from ..errors import CheckpointError, RAPInputError
 from .mel import MelEncoder
@@ -33,7 +34,7 @@ def _receptive_field(config: Wav2Vec2Config) -> int:
     return field
 
 
-class AudioEncoder(nn.Module):
+class Wav2Vec2Encoder(nn.Module):
     """A transformers `Wav2Vec2Model` run with FlashHead's recipe (see the module docstring).
 
     The model must have wav2vec2-base's layout (post-norm encoder, no adapter); weights may be
@@ -99,8 +100,7 @@ class AudioEncoder(nn.Module):
 def frame_windows(features: torch.Tensor, window: int = 5) -> torch.Tensor:
     """features [B, T, L, C] -> [B, T, W, L, C]: frames i-W//2 .. i+W//2 around every frame i,
     indices clamped to 0..T-1 (the first and last frames repeat at the edges)."""
-    if window < 1 or window % 2 == 0:
-        raise RAPInputError(f"The audio window must be a positive odd number of frames, got {window}.")
+    check_window(window)
     frames = features.shape[1]
     offsets = torch.arange(window, device=features.device) - window // 2  # [W]
     index = (torch.arange(frames, device=features.device)[:, None] + offsets).clamp(0, frames - 1)  # [T, W]
@@ -120,12 +120,16 @@ def wav2vec2_config(audio: AudioConfig) -> Wav2Vec2Config:
     )
 
 
-def build_wav2vec2(audio: AudioConfig, device=None, dtype=None) -> AudioEncoder:
+def build_wav2vec2(audio: AudioConfig, device=None, dtype=None) -> Wav2Vec2Encoder:
     """A randomly initialised encoder with `audio`'s sizes (tests and the tiny preset)."""
-    return AudioEncoder(Wav2Vec2Model(wav2vec2_config(audio))).eval().to(device=device, dtype=dtype)
+    return Wav2Vec2Encoder(Wav2Vec2Model(wav2vec2_config(audio))).eval().to(device=device, dtype=dtype)
 
 
-def build_audio_encoder(audio: AudioConfig, device=None) -> nn.Module:
+# Either audio encoder a preset may use (`AudioConfig.encoder`): (waveform [B, S], frames) -> [B, frames, L, C].
+SpeechEncoder = Wav2Vec2Encoder | MelEncoder
+
+
+def build_audio_encoder(audio: AudioConfig, device=None) -> SpeechEncoder:
     """`audio.encoder`'s encoder: the fixed mel transform, or a randomly initialised wav2vec2."""
     if audio.encoder == "mel":
         return MelEncoder(audio).to(device)

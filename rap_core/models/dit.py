@@ -19,31 +19,33 @@ from ..errors import RAPInputError
 from .attention import AudioAttention, SelfAttention, audio_alpha, resolve_attention, rope_tables
 from .audio_projection import AudioProjection
 from .identity import FaceIdentity
-from .intensity import NATURAL, IntensityEmbedding
+from .intensity import IntensityEmbedding
+from .sinusoid import timestep_sinusoid
 
 
-def timestep_sinusoid(timestep: torch.Tensor, dim: int) -> torch.Tensor:
-    """timestep [B] -> [B, dim] float32, cat(cos, sin) of t * 10000^(-i/(dim/2)) (Wan's convention)."""
-    half = dim // 2
-    freqs = 10000.0 ** (-torch.arange(half, dtype=torch.float32, device=timestep.device) / half)  # [dim/2]
-    angles = timestep.float()[:, None] * freqs  # [B, dim/2]
-    return torch.cat([angles.cos(), angles.sin()], dim=1)
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN: x [B, S, D] normalised, shift and scale [B, 1, D] from the time embedding -> [B, S, D].
+    One expression for every modulation, written as Wan writes it: the checkpoint's outputs (and the
+    pinned digests) depend on this exact order of operations."""
+    return x * (1 + scale) + shift
 
 
 class DiTBlock(nn.Module):
-    def __init__(self, cfg: DiTConfig, alpha: float, attention, operations=nn, device=None, dtype=None):
+    def __init__(self, dit_config: DiTConfig, alpha: float, attention, operations=nn, device=None, dtype=None):
         super().__init__()
         factory = dict(device=device, dtype=dtype)
-        dim = cfg.dim
-        self.norm1 = operations.LayerNorm(dim, eps=cfg.eps, elementwise_affine=False, **factory)
-        self.self_attn = SelfAttention(dim, cfg.num_heads, cfg.eps, attention, operations, **factory)
-        self.norm3 = operations.LayerNorm(dim, eps=cfg.eps, **factory)
-        self.cross_attn = AudioAttention(dim, cfg.num_heads, cfg.eps, attention, alpha, operations, **factory)
-        self.norm2 = operations.LayerNorm(dim, eps=cfg.eps, elementwise_affine=False, **factory)
+        dim = dit_config.dim
+        self.norm1 = operations.LayerNorm(dim, eps=dit_config.eps, elementwise_affine=False, **factory)
+        self.self_attn = SelfAttention(dim, dit_config.num_heads, dit_config.eps, attention, operations, **factory)
+        self.norm3 = operations.LayerNorm(dim, eps=dit_config.eps, **factory)
+        self.cross_attn = AudioAttention(
+            dim, dit_config.num_heads, dit_config.eps, attention, alpha, operations, **factory
+        )
+        self.norm2 = operations.LayerNorm(dim, eps=dit_config.eps, elementwise_affine=False, **factory)
         self.ffn = nn.Sequential(
-            operations.Linear(dim, cfg.ffn_dim, **factory),
+            operations.Linear(dim, dit_config.ffn_dim, **factory),
             nn.GELU(approximate="tanh"),
-            operations.Linear(cfg.ffn_dim, dim, **factory),
+            operations.Linear(dit_config.ffn_dim, dim, **factory),
         )
         self.modulation = nn.Parameter(torch.randn(1, 6, dim, **factory) / dim**0.5)
 
@@ -53,23 +55,24 @@ class DiTBlock(nn.Module):
         """x [B, S, D], audio [B, F, M, D], t_mod [B, 6, D] -> [B, S, D]."""
         e = (self.modulation.to(t_mod) + t_mod).chunk(6, dim=1)  # 6 x [B, 1, D]
         shift1, scale1, gate1, shift2, scale2, gate2 = e
-        x = x + self.self_attn(self.norm1(x) * (1 + scale1) + shift1, rope) * gate1
+        x = x + self.self_attn(modulate(self.norm1(x), shift1, scale1), rope) * gate1
         x = x + self.cross_attn(self.norm3(x), audio)
-        return x + self.ffn(self.norm2(x) * (1 + scale2) + shift2) * gate2
+        return x + self.ffn(modulate(self.norm2(x), shift2, scale2)) * gate2
 
 
 class Head(nn.Module):
-    def __init__(self, cfg: DiTConfig, operations=nn, device=None, dtype=None):
+    def __init__(self, dit_config: DiTConfig, operations=nn, device=None, dtype=None):
         super().__init__()
         factory = dict(device=device, dtype=dtype)
-        self.norm = operations.LayerNorm(cfg.dim, eps=cfg.eps, elementwise_affine=False, **factory)
-        self.head = operations.Linear(cfg.dim, cfg.out_channels * math.prod(cfg.patch_size), **factory)
-        self.modulation = nn.Parameter(torch.randn(1, 2, cfg.dim, **factory) / cfg.dim**0.5)
+        self.norm = operations.LayerNorm(dit_config.dim, eps=dit_config.eps, elementwise_affine=False, **factory)
+        out_features = dit_config.out_channels * math.prod(dit_config.patch_size)
+        self.head = operations.Linear(dit_config.dim, out_features, **factory)
+        self.modulation = nn.Parameter(torch.randn(1, 2, dit_config.dim, **factory) / dit_config.dim**0.5)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x [B, S, D], t [B, D] -> [B, S, out_channels * prod(patch_size)]."""
         shift, scale = (self.modulation.to(t) + t[:, None]).chunk(2, dim=1)  # [B, 1, D] each
-        return self.head(self.norm(x) * (1 + scale) + shift)
+        return self.head(modulate(self.norm(x), shift, scale))
 
 
 class RAPTransformer(nn.Module):
@@ -78,29 +81,35 @@ class RAPTransformer(nn.Module):
     def __init__(self, config: RAPConfig, operations=nn, device=None, dtype=None, attention_backend: str = "sdpa"):
         super().__init__()
         self.config = config
-        cfg = config.dit
+        dit_config = config.dit
         factory = dict(device=device, dtype=dtype)
         attention = resolve_attention(attention_backend)
         self.patch_embedding = operations.Conv3d(
-            cfg.in_channels, cfg.dim, kernel_size=cfg.patch_size, stride=cfg.patch_size, **factory
+            dit_config.in_channels, dit_config.dim, kernel_size=dit_config.patch_size, stride=dit_config.patch_size,
+            **factory,
         )
         self.time_embedding = nn.Sequential(
-            operations.Linear(cfg.freq_dim, cfg.dim, **factory),
+            operations.Linear(dit_config.freq_dim, dit_config.dim, **factory),
             nn.SiLU(),
-            operations.Linear(cfg.dim, cfg.dim, **factory),
+            operations.Linear(dit_config.dim, dit_config.dim, **factory),
         )
-        self.time_projection = nn.Sequential(nn.SiLU(), operations.Linear(cfg.dim, 6 * cfg.dim, **factory))
+        self.time_projection = nn.Sequential(
+            nn.SiLU(), operations.Linear(dit_config.dim, 6 * dit_config.dim, **factory)
+        )
         self.intensity = (
-            IntensityEmbedding(cfg.freq_dim, cfg.dim, operations, **factory) if cfg.intensity_control else None
+            IntensityEmbedding(dit_config.freq_dim, dit_config.dim, operations, **factory)
+            if dit_config.intensity_control else None
         )
         self.blocks = nn.ModuleList(
-            DiTBlock(cfg, alpha, attention, operations, **factory)
-            for alpha in self._alphas(cfg.audio_mode, cfg.alpha_w, cfg.alpha_delta)
+            DiTBlock(dit_config, alpha, attention, operations, **factory)
+            for alpha in self._alphas(dit_config.audio_mode, dit_config.alpha_w, dit_config.alpha_delta)
         )
-        self.head = Head(cfg, operations, **factory)
-        self.identity = FaceIdentity(cfg, attention, operations, **factory) if cfg.identity_attention else None
+        self.head = Head(dit_config, operations, **factory)
+        self.identity = (
+            FaceIdentity(dit_config, attention, operations, **factory) if dit_config.identity_attention else None
+        )
         self.audio_proj = AudioProjection(
-            config.audio, config.vae.temporal_stride, cfg.dim, operations, device=device, dtype=dtype
+            config.audio, config.vae.temporal_stride, dit_config.dim, operations, device=device, dtype=dtype
         )
         self._rope_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -128,6 +137,48 @@ class RAPTransformer(nn.Module):
         """frame_windows [B, T, W, L, Ca] (T = 1 + stride*(F-1)) -> audio tokens [B, F, M, D]."""
         return self.audio_proj(frame_windows)
 
+    def _check_inputs(self, x: torch.Tensor, ref: torch.Tensor, audio_tokens: torch.Tensor) -> None:
+        """Fail with what to fix before a shape error deep in the network would: both latents alike and
+        divisible by the patch size, one audio-token frame per latent patch frame."""
+        patch = self.config.dit.patch_size
+        if x.shape != ref.shape or any(size % p for size, p in zip(x.shape[2:], patch)):
+            raise RAPInputError(
+                f"DiT inputs must be two latents of the same shape [B, C, F, h, w] with F, h, w divisible "
+                f"by the patch size {patch}; got noisy {tuple(x.shape)} and reference {tuple(ref.shape)}."
+            )
+        frames = x.shape[2] // patch[0]
+        if audio_tokens.shape[:2] != (x.shape[0], frames):
+            raise RAPInputError(
+                f"Audio tokens {tuple(audio_tokens.shape)} do not match the latent: expected [B={x.shape[0]}, "
+                f"F={frames}, M, D]. Encode the audio windows of this chunk with encode_audio()."
+            )
+
+    def _patchify(self, x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """x, ref [B, C, F, h, w] -> tokens [B, S, D] and their grid (f, h', w'), S = f*h'*w'."""
+        tokens = self.patch_embedding(torch.cat([x, ref], dim=1))  # [B, D, f, h', w']
+        grid = tuple(tokens.shape[2:])
+        # Contiguous: the transposed view's strides would carry through every residual add of every
+        # block (elementwise ops keep their input's layout) and slow them all.
+        return rearrange(tokens, "b d f h w -> b (f h w) d").contiguous(), grid  # [B, S, D]
+
+    def _unpatchify(self, out: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """out [B, S, pt*ph*pw*C] on the grid (f, h', w') -> [B, C, F, h, w]."""
+        (f, h, w), (pt, ph, pw) = grid, self.config.dit.patch_size
+        return rearrange(
+            out, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=f, h=h, w=w, pt=pt, ph=ph, pw=pw
+        )  # [B, C, F, h, w]
+
+    def _embed_time(
+        self, timestep: torch.Tensor, intensity: torch.Tensor | None, tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """timestep [B] or [1] in 0..1000 (+ intensity levels, when the DiT has that branch) -> t [B, D] in
+        tokens' dtype: the one conditioning vector every block's AdaLN and the head read."""
+        # FlashHead casts the timestep to the model dtype before the sinusoid (bf16: 937.5 -> 936).
+        timestep = timestep.reshape(-1).expand(tokens.shape[0]).to(tokens.device, tokens.dtype)  # [B]
+        sinusoid = timestep_sinusoid(timestep, self.config.dit.freq_dim).to(tokens.dtype)  # [B, freq_dim]
+        t = self.time_embedding(sinusoid)  # [B, D]
+        return t if self.intensity is None else t + self.intensity.embed(intensity, t)  # [B, D]
+
     def forward(
         self, x: torch.Tensor, ref: torch.Tensor, timestep: torch.Tensor, audio_tokens: torch.Tensor,
         intensity: torch.Tensor | None = None, face: torch.Tensor | None = None,
@@ -137,48 +188,18 @@ class RAPTransformer(nn.Module):
         median clip), used when the DiT has the intensity branch; face [B, C, 1, h', w'] (or [1, ...]): the
         latent of the portrait's face crop, used when the DiT has the identity branch -> velocity
         [B, C, F, h, w]."""
-        cfg = self.config.dit
-        pt, ph, pw = cfg.patch_size
-        if x.shape != ref.shape or x.shape[2] % pt or x.shape[3] % ph or x.shape[4] % pw:
-            raise RAPInputError(
-                f"DiT inputs must be two latents of the same shape [B, C, F, h, w] with F, h, w divisible "
-                f"by the patch size {cfg.patch_size}; got noisy {tuple(x.shape)} and reference {tuple(ref.shape)}."
-            )
-        tokens = self.patch_embedding(torch.cat([x, ref], dim=1))  # [B, D, f, h', w']
-        f, h, w = tokens.shape[2:]
-        if audio_tokens.shape[:2] != (x.shape[0], f):
-            raise RAPInputError(
-                f"Audio tokens {tuple(audio_tokens.shape)} do not match the latent: expected [B={x.shape[0]}, "
-                f"F={f}, M, D]. Encode the audio windows of this chunk with encode_audio()."
-            )
-        # Contiguous: the transposed view's strides would carry through every residual add of every
-        # block (elementwise ops keep their input's layout) and slow them all.
-        tokens = rearrange(tokens, "b d f h w -> b (f h w) d").contiguous()  # [B, S, D]
-        # FlashHead casts the timestep to the model dtype before the sinusoid (bf16: 937.5 -> 936).
-        timestep = timestep.reshape(-1).expand(x.shape[0]).to(tokens.device, tokens.dtype)  # [B]
-        sinusoid = timestep_sinusoid(timestep, cfg.freq_dim).to(tokens.dtype)  # [B, freq_dim]
-        t = self.time_embedding(sinusoid)  # [B, D]
-        if self.intensity is not None:
-            controls = torch.tensor([NATURAL]) if intensity is None else intensity.reshape(-1, 2)
-            controls = controls.to(tokens.device, torch.float32).expand(x.shape[0], 2)  # [B, 2]
-            # each control on the timestep scale (0..1000), half of freq_dim each
-            waves = timestep_sinusoid(controls.reshape(-1) * 1000, cfg.freq_dim // 2)  # [B*2, freq_dim/2]
-            t = t + self.intensity(rearrange(waves, "(b two) f -> b (two f)", two=2).to(t))  # [B, D]
+        self._check_inputs(x, ref, audio_tokens)
+        tokens, grid = self._patchify(x, ref)  # [B, S, D], (f, h', w')
+        t = self._embed_time(timestep, intensity, tokens)  # [B, D]
         t_mod = rearrange(self.time_projection(t), "b (six d) -> b six d", six=6)  # [B, 6, D]
-        rope = self._rope((f, h, w), tokens.device)
-        audio = audio_tokens.to(tokens.device, tokens.dtype)
-        faces = None
-        if self.identity is not None and face is not None:
-            faces = self.identity.tokens(face.to(tokens.device, tokens.dtype))  # [1 or B, N, D]
-            faces = faces.expand(x.shape[0], -1, -1)  # [B, N, D]
+        audio = audio_tokens.to(tokens.device, tokens.dtype)  # [B, f, M, D]
+        faces = None if self.identity is None else self.identity.context(face, tokens)  # [B, N, D] or None
+        rope = self._rope(grid, tokens.device)  # cos, sin [S, head_dim/2]
         for index, block in enumerate(self.blocks):
-            tokens = block(tokens, audio, t_mod, rope)
+            tokens = block(tokens, audio, t_mod, rope)  # [B, S, D]
             if faces is not None:
-                tokens = tokens + self.identity.attend(index, tokens, faces)
-        out = self.head(tokens, t)  # [B, S, pt*ph*pw*C]
-        return rearrange(
-            out, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=f, h=h, w=w, pt=pt, ph=ph, pw=pw
-        )  # [B, C, F, h, w]
+                tokens = tokens + self.identity.attend(index, tokens, faces)  # [B, S, D]
+        return self._unpatchify(self.head(tokens, t), grid)  # [B, S, pt*ph*pw*C] -> [B, C, F, h, w]
 
 
 def build_dit(
@@ -193,10 +214,10 @@ def build_dit(
 def fresh_optional_branches(config: RAPConfig) -> dict[str, nn.Module]:
     """The optional branches `config` enables, newly initialised on the CPU (their outputs are zero),
     by key prefix: what a checkpoint made before them loads with."""
-    cfg = config.dit
+    dit_config = config.dit
     branches = {}
-    if cfg.intensity_control:
-        branches["intensity"] = IntensityEmbedding(cfg.freq_dim, cfg.dim)
-    if cfg.identity_attention:
-        branches["identity"] = FaceIdentity(cfg, resolve_attention("sdpa"))
+    if dit_config.intensity_control:
+        branches["intensity"] = IntensityEmbedding(dit_config.freq_dim, dit_config.dim)
+    if dit_config.identity_attention:
+        branches["identity"] = FaceIdentity(dit_config, resolve_attention("sdpa"))
     return branches

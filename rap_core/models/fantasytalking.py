@@ -56,7 +56,7 @@ class FantasyTalkingAudio(nn.Module):
 
 def speech_tokens(encoder, audio: FantasyTalkingAudio, mono: torch.Tensor) -> torch.Tensor:
     """mono 16 kHz speech [S] -> its projected audio tokens [N, 2048] float32 on the CPU (N ~ 50 per
-    second); `encoder` is a wav2vec2-base-960h rap_core.models.audio.AudioEncoder."""
+    second); `encoder` is a wav2vec2-base-960h rap_core.models.audio.Wav2Vec2Encoder."""
     device, dtype = audio.proj.weight.device, audio.proj.weight.dtype
     with torch.no_grad():
         hidden = encoder.last_hidden_state(mono[None].to(encoder.model.device))  # [1, N, 768]

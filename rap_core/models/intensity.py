@@ -9,9 +9,11 @@ last layer starts at zero: a DiT that gains this branch computes exactly what it
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from .silent_start import start_silent
+from .sinusoid import timestep_sinusoid
 
 NATURAL = (0.5, 0.5)  # (expression, head motion): the median training clip
 
@@ -20,6 +22,7 @@ class IntensityEmbedding(nn.Module):
     def __init__(self, freq_dim: int, dim: int, operations=nn, device=None, dtype=None):
         super().__init__()
         factory = dict(device=device, dtype=dtype)
+        self.freq_dim = freq_dim
         self.mlp = nn.Sequential(
             operations.Linear(freq_dim, dim, **factory), nn.SiLU(), operations.Linear(dim, dim, **factory)
         )
@@ -28,3 +31,12 @@ class IntensityEmbedding(nn.Module):
     def forward(self, sinusoids: torch.Tensor) -> torch.Tensor:
         """sinusoids [B, freq_dim] (both controls' timestep-style sinusoids, concatenated) -> [B, D]."""
         return self.mlp(sinusoids)
+
+    def embed(self, levels: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor:
+        """levels [B, 2] (or [1, 2]; expression, head motion in 0..1; None: NATURAL), t the timestep
+        embedding [B, D] -> the term to add to t, [B, D] in t's dtype. Each control goes on the timestep
+        scale (0..1000) through the timestep sinusoid at half of freq_dim, so the two fill freq_dim."""
+        controls = torch.tensor([NATURAL]) if levels is None else levels.reshape(-1, 2)
+        controls = controls.to(t.device, torch.float32).expand(t.shape[0], 2)  # [B, 2]
+        waves = timestep_sinusoid(controls.reshape(-1) * 1000, self.freq_dim // 2)  # [B*2, freq_dim/2]
+        return self(rearrange(waves, "(b two) f -> b (two f)", two=2).to(t))  # [B, D]

@@ -3,7 +3,7 @@
 A fixed transform with no weights, so it costs nothing to ship and runs fast on a CPU. Mel
 power is taken every 10 ms over 25 ms windows, converted to dB, mapped to about -1..1 by a fixed
 affine map (no per-clip normalisation: loudness is what opens a mouth), and averaged over each
-video frame's span. It has the AudioEncoder interface: features [B, T, L = 1, C = mel bands].
+video frame's span. It has Wav2Vec2Encoder's interface: features [B, T, L = 1, C = mel bands].
 """
 
 from __future__ import annotations

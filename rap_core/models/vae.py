@@ -70,36 +70,6 @@ def decoder_plan(config: VAEConfig) -> list[VAEBlock]:
     return blocks
 
 
-def temporal_halo(config: VAEConfig) -> tuple[int, int]:
-    """(left, right) latent frames of context that fix every decoded frame of a latent frame.
-
-    Count the temporal k=3 convs at each time resolution of the decoder (conv_in, 2 per resnet,
-    1 per upsample conv, conv_out). At the finest level the reach is n_L convs x reach per conv;
-    each coarser level adds its own convs plus half of the finer reach, rounded up (the 2x
-    depth-to-space maps frame q to q // 2): r_{i-1} = n_{i-1} * reach + ceil(r_i / 2).
-    LTX-Video 0.9.0: n = 16, 9, 9, 9 -> r = 9, 14, 16, 24: 24 latent frames each side.
-    """
-    counts = [1]  # conv_in
-    for block in decoder_plan(config):
-        if block.kind == "res":
-            counts[-1] += 2 * block.layers
-        elif block.kind == "channels":
-            counts[-1] += 2
-        elif block.kind == "up":
-            counts[-1] += 1
-            if block.temporal:
-                counts.append(0)
-    counts[-1] += 1  # conv_out
-    reach = (2, 0) if config.decoder_causal else (1, 1)
-    halo = []
-    for per_conv in reach:
-        r = 0
-        for n in reversed(counts):
-            r = n * per_conv + -(-r // 2)
-        halo.append(r)
-    return halo[0], halo[1]
-
-
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """RMS-normalise over channels (dim 1), computed in float32."""
     x32 = x.float()
@@ -319,11 +289,6 @@ class VideoVAE(nn.Module):
     def temporal_stride(self) -> int:
         return self.config.temporal_stride
 
-    @property
-    def decode_halo(self) -> tuple[int, int]:
-        """(left, right) latent frames of context that chunked decoding adds around each chunk."""
-        return temporal_halo(self.config)
-
     def _stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean = rearrange(self.latents_mean, "c -> c 1 1 1").to(like)  # [C, 1, 1, 1]
         std = rearrange(self.latents_std, "c -> c 1 1 1").to(like)  # [C, 1, 1, 1]
@@ -367,37 +332,15 @@ class VideoVAE(nn.Module):
         mean, std = self._stats(z)
         return (z - mean) / std
 
-    def decode(self, latents: torch.Tensor, chunk_latents: int | None = None) -> torch.Tensor:
-        """latents [B, C, F, h, w] normalised -> video [B, 3, 1 + 8(F-1), 32h, 32w], about [-1, 1].
-
-        With `chunk_latents`, decode that many latent frames at a time, each with `decode_halo`
-        latent frames of context either side (clipped at the clip ends), and keep only the frames
-        of its own latents: the result equals the full decode while memory stays bounded by
-        chunk_latents + left + right halo latent frames, whatever the clip length.
-        """
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """latents [B, C, F, h, w] normalised -> video [B, 3, 1 + 8(F-1), 32h, 32w], about [-1, 1]."""
         if latents.ndim != 5 or latents.shape[1] != self.config.latent_channels:
             raise RAPInputError(
                 f"VAE.decode expects latents [B, {self.config.latent_channels}, F, h, w], got shape "
                 f"{tuple(latents.shape)}. Pass the latents the sampler or VAE.encode produced."
             )
-        if chunk_latents is not None and chunk_latents < 1:
-            raise RAPInputError(
-                f"chunk_latents must be a positive number of latent frames or None (no chunking), got {chunk_latents}."
-            )
         mean, std = self._stats(latents)
-        z = latents * std + mean
-        count = z.shape[2]
-        if chunk_latents is None or chunk_latents >= count:
-            return self.decoder(z)
-        (left, right), t = self.decode_halo, self.temporal_stride
-        pieces = []
-        for start in range(0, count, chunk_latents):
-            stop = min(start + chunk_latents, count)
-            lo, hi = max(0, start - left), min(count, stop + right)
-            video = self.decoder(z[:, :, lo:hi])  # video frames t*lo .. t*(hi-1)
-            first = 0 if start == 0 else t * (start - 1) + 1  # latent f >= 1 owns frames t(f-1)+1 .. t*f
-            pieces.append(video[:, :, first - t * lo : t * (stop - 1) + 1 - t * lo])
-        return torch.cat(pieces, dim=2)
+        return self.decoder(latents * std + mean)
 
 
 def build_vae(config: RAPConfig, device=None, dtype=None, operations=nn) -> VideoVAE:

@@ -1,4 +1,5 @@
-"""The denoising loop. It drives a `model_fn` and knows nothing about the network."""
+"""The denoising loop. It drives a velocity function `model_fn(x, t)` and a stepper, and knows
+nothing about the network, its conditions or the noise a stepper draws."""
 
 from __future__ import annotations
 
@@ -6,41 +7,24 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import RAPInputError
-from .guidance import ModelFn
-from .steps import STEPPERS
+from .steps import Stepper
 
+Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x [B, ...], t [B]) -> v like x
 StepHook = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 def denoise(
-    model_fn: ModelFn,
-    x: torch.Tensor,
-    audio: torch.Tensor,
-    timesteps: torch.Tensor,
-    sampler: str = "euler",
-    generator: torch.Generator | None = None,
-    before_step: StepHook | None = None,
-    after_step: Callable[[int, torch.Tensor], None] | None = None,
+    model_fn: Velocity, x: torch.Tensor, timesteps: torch.Tensor, step: Stepper, before_step: StepHook | None = None
 ) -> torch.Tensor:
-    """Integrate x [B, C, F, h, w] from timesteps[0] down to timesteps[-1] (= 0).
+    """Integrate x [B, C, F, h, w] (the initial noise) from timesteps[0] down to timesteps[-1] (= 0).
 
-    `before_step(i, x) -> x` runs before every model call (continuity writes its prefix there);
-    `after_step(i, x)` sees the updated latent (progress, cancellation, previews).
+    `before_step(i, x) -> x` runs before every model call: continuity writes its prefix there, and
+    progress, cancellation and previews see the latent the model is about to see.
     """
-    if sampler not in STEPPERS:
-        raise RAPInputError(f"Unknown sampler '{sampler}'; choose one of {sorted(STEPPERS)}.")
-    step = STEPPERS[sampler]
     for i in range(len(timesteps) - 1):
         t, t_next = float(timesteps[i]), float(timesteps[i + 1])
         if before_step is not None:
             x = before_step(i, x)
-        v = model_fn(x, torch.full((x.shape[0],), t, device=x.device), audio)
-        fresh = None
-        if sampler == "renoise":  # a draw every step, the last too: FlashHead's noise stream (it multiplies that one by 0)
-            draw_on = generator.device if generator is not None else x.device
-            fresh = torch.randn(x.shape, generator=generator, device=draw_on).to(x.device, x.dtype)
-        x = step(x, v.to(x.dtype), t, t_next, fresh)
-        if after_step is not None:
-            after_step(i, x)
+        v = model_fn(x, torch.full((x.shape[0],), t, device=x.device))
+        x = step(x, v.to(x.dtype), t, t_next)
     return x

@@ -1,7 +1,9 @@
-"""Flow-matching timesteps: a shifted uniform schedule or an explicit list, on the 0..1000 scale.
+"""Flow matching's conventions, shared by sampling and training: noising, the resolution shift, and
+the denoising timesteps (a shifted uniform schedule or an explicit list, on the 0..1000 scale).
 
 Convention (Wan / FlashHead): x_t = (1 - t) * x0 + t * noise with t = timestep / 1000, and the
-network predicts the velocity v = noise - x0.
+network predicts the velocity v = noise - x0. Training draws its t through the same shift, so the
+noise levels it learns are those the sampler visits.
 """
 
 from __future__ import annotations
@@ -15,10 +17,20 @@ from ..errors import RAPInputError
 NUM_TRAIN_TIMESTEPS = 1000.0
 
 
+def noised(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x0, noise [B, C, F, h, w], t [B] in 0..1 -> (x_t, target velocity noise - x0)."""
+    tt = t.to(x0).view(-1, 1, 1, 1, 1)  # [B, 1, 1, 1, 1]
+    return (1 - tt) * x0 + tt * noise, noise - x0
+
+
+def shifted(u: torch.Tensor, shift: float) -> torch.Tensor:
+    """Resolution shift u' = s*u / (1 + (s-1)*u) on the 0..1 scale: s > 1 spends more steps at high noise."""
+    return shift * u / (1 + (shift - 1) * u)
+
+
 def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
-    """Resolution shift t' = s*t / (1 + (s-1)*t) on the 0..1000 scale (s > 1 spends more steps at high noise)."""
-    u = t / NUM_TRAIN_TIMESTEPS
-    return shift * u / (1 + (shift - 1) * u) * NUM_TRAIN_TIMESTEPS
+    """`shifted` on the 0..1000 scale."""
+    return shifted(t / NUM_TRAIN_TIMESTEPS, shift) * NUM_TRAIN_TIMESTEPS
 
 
 def flow_timesteps(

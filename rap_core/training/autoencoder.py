@@ -15,23 +15,23 @@ Afterwards every latent channel's mean and spread over fresh clips are measured 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..config import RAPConfig
 from ..models.vae import VideoVAE, build_vae
 from ..synthetic import layout, render, sample_identity
 from ..synthetic.clip import blink_track, sway_track
+from .io import append_log, replace_atomically, save_weights, step_seed
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,10 @@ def _videos(seeds: list[int], frames: int, size: int) -> torch.Tensor:
     return rearrange(clips * 2 - 1, "b t h w c -> b c t h w")  # [B, 3, T, H, W] in [-1, 1]
 
 
-def _lr_factor(step: int, cfg: VAETrainConfig) -> float:
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+def _lr_factor(step: int, train_config: VAETrainConfig) -> float:
+    if step < train_config.warmup:
+        return (step + 1) / train_config.warmup
+    progress = (step - train_config.warmup) / max(1, train_config.steps - train_config.warmup)
     return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
 
 
@@ -108,49 +108,46 @@ def calibrate(vae: VideoVAE, seeds: list[int], frames: int, size: int) -> None:
     vae.latents_std.copy_(z.std(1).clamp_min(1e-4))
 
 
-def train_vae(config: RAPConfig, out: str | os.PathLike, cfg: VAETrainConfig, progress: bool = True) -> dict:
+def train_vae(config: RAPConfig, out: str | os.PathLike, train_config: VAETrainConfig, progress: bool = True) -> dict:
     """Train `config`'s VAE from scratch, or resume from out/vae_state.pt; writes out/vae.safetensors
     and out/vae_log.jsonl. Step s draws the same clips and noise whether or not the run was resumed."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(train_config.seed)
     vae = build_vae(config).train()
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=train_config.lr, weight_decay=0.0)
     start, state_path = 0, out / "vae_state.pt"
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         vae.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = int(state["step"])
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step + start, cfg))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step + start, train_config))
     size, last = config.height, {}
-    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, unit="step", desc="train-vae",
+    for step in tqdm(range(start, train_config.steps), initial=start, total=train_config.steps, unit="step", desc="train-vae",
                      disable=not progress):
-        per_step = cfg.batch_size + cfg.image_batch
-        seeds = [cfg.seed * 1_000_003 + step * per_step + i for i in range(per_step)]
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        per_step = train_config.batch_size + train_config.image_batch
+        seeds = [step_seed(train_config.seed, step * per_step + i) for i in range(per_step)]
+        generator = torch.Generator().manual_seed(step_seed(train_config.seed, step))
         optimizer.zero_grad(set_to_none=True)
-        batches = [("", seeds[: cfg.batch_size], cfg.clip_frames), ("image_", seeds[cfg.batch_size :], 1)]
+        batches = [("", seeds[: train_config.batch_size], train_config.clip_frames), ("image_", seeds[train_config.batch_size :], 1)]
         logged = {}
         for prefix, part, frames in (batch for batch in batches if batch[1]):
-            weights = _pixel_weights(part, size, cfg.mouth_weight)
-            parts = _losses(vae, _videos(part, frames, size), weights, cfg.kl_weight, generator)
+            weights = _pixel_weights(part, size, train_config.mouth_weight)
+            parts = _losses(vae, _videos(part, frames, size), weights, train_config.kl_weight, generator)
             (len(part) / per_step * parts["total"]).backward()
             logged |= {prefix + name: value.item() for name, value in parts.items()}
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), train_config.grad_clip)
         optimizer.step()
         schedule.step()
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        if done % train_config.log_every == 0 or done == train_config.steps:
             last = {"step": done, **logged}
-            with open(out / "vae_log.jsonl", "a") as log:
-                log.write(json.dumps(last) + "\n")
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            torch.save({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": done},
-                       out / "vae_state.pt.tmp")
-            os.replace(out / "vae_state.pt.tmp", state_path)
+            append_log(out / "vae_log.jsonl", last)
+        if done % train_config.checkpoint_every == 0 or done == train_config.steps:
+            state = {"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": done}
+            replace_atomically(state_path, partial(torch.save, state))
     vae.eval()
-    calibrate(vae, [-1 - i for i in range(cfg.calibration_clips)], cfg.clip_frames, size)  # seeds never trained on
-    metadata = {"preset": config.name, "step": str(cfg.steps), "train_config": json.dumps(asdict(cfg))}
-    save_file({name: t.contiguous() for name, t in vae.state_dict().items()}, out / "vae.safetensors", metadata)
+    calibrate(vae, [-1 - i for i in range(train_config.calibration_clips)], train_config.clip_frames, size)  # seeds never trained on
+    save_weights(out / "vae.safetensors", vae.state_dict(), config.name, train_config.steps, train_config)
     return last

@@ -23,7 +23,7 @@ from ..config import RAPConfig
 from ..errors import RAPInputError
 from ..face import encode_face
 from ..media import prepare_image
-from ..models.audio import AudioEncoder
+from ..models.audio import SpeechEncoder
 from ..models.vae import VideoVAE
 from ..synthetic import Layout, layout, make_clip, mouth_track, portrait
 from ..talk import encode_reference
@@ -61,7 +61,7 @@ class TrainingBatch:
 
 @torch.no_grad()
 def encode_clip(
-    config: RAPConfig, vae: VideoVAE, audio_encoder: AudioEncoder, frames: torch.Tensor, audio: torch.Tensor,
+    config: RAPConfig, vae: VideoVAE, audio_encoder: SpeechEncoder, frames: torch.Tensor, audio: torch.Tensor,
     portrait: torch.Tensor, face_mask: torch.Tensor, mouth_mask: torch.Tensor, motion: torch.Tensor,
     face_box: tuple[float, float, float, float] | None = None,
 ) -> EncodedClip:
@@ -120,7 +120,7 @@ def percentiles(values: torch.Tensor) -> torch.Tensor:
 
 
 def synthetic_clips(
-    config: RAPConfig, vae: VideoVAE, audio_encoder: AudioEncoder, count: int, seed: int = 0, split: str = "train"
+    config: RAPConfig, vae: VideoVAE, audio_encoder: SpeechEncoder, count: int, seed: int = 0, split: str = "train"
 ) -> list[EncodedClip]:
     """`count` clips of the synthetic world (identities and utterances seed .. seed + count - 1),
     rendered at the preset's size and encoded for it."""

@@ -6,7 +6,8 @@
   cases are what inference meets: the first chunk starts from the still portrait, later chunks
   start mid-motion.
 - Flow matching: x_t = (1 - t) x0 + t noise, target velocity v = noise - x0 (the samplers'
-  convention, sampling/schedule.py), t drawn uniformly and shifted like the inference schedule.
+  convention and the same `noised` and `shifted`, sampling/schedule.py), t drawn uniformly and
+  shifted like the inference schedule.
 - Loss = MSE(v) + face_weight * face-masked MSE(v) + motion_weight * MSE of the velocities'
   differences between consecutive latent frames (temporal consistency).
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import RAPInputError
+from ..sampling.schedule import shifted
 
 
 def sample_window(num_latents: int, window: int, beta: float, generator: torch.Generator) -> int:
@@ -42,15 +44,9 @@ def window_frames(start_latent: int, window: int, stride: int) -> tuple[int, int
 
 
 def sample_timesteps(batch: int, shift: float, generator: torch.Generator) -> torch.Tensor:
-    """t in (0, 1) per sample [B]: uniform, then shifted s*u / (1 + (s-1)*u) like inference."""
+    """t in (0, 1) per sample [B]: uniform, then shifted like inference's schedule."""
     u = torch.rand(batch, generator=generator).clamp(1e-4, 1 - 1e-4)
-    return shift * u / (1 + (shift - 1) * u)
-
-
-def noised(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x0, noise [B, C, F, h, w], t [B] -> (x_t, target velocity noise - x0)."""
-    tt = t.to(x0).view(-1, 1, 1, 1, 1)  # [B, 1, 1, 1, 1]
-    return (1 - tt) * x0 + tt * noise, noise - x0
+    return shifted(u, shift)
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,13 @@ checkpoint it also records a digest of each replica's weights, which must all ag
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -24,9 +23,12 @@ from tqdm import tqdm
 from ..config import RAPConfig
 from ..loading.models import load_dit
 from ..models.dit import RAPTransformer, build_dit
+from ..sampling.schedule import noised
 from .data import ClipSet, TrainingBatch
 from .ema import EMA
-from .objective import LossParts, noised, rap_loss, sample_timesteps
+from .io import append_log, replace_atomically, save_weights, step_seed
+from .objective import LossParts, rap_loss, sample_timesteps
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -81,31 +83,31 @@ def _full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().float().cpu()
 
 
-def _loss(model: nn.Module, batch: TrainingBatch, cfg: TrainConfig, generator: torch.Generator) -> LossParts:
+def _loss(model: nn.Module, batch: TrainingBatch, train_config: TrainConfig, generator: torch.Generator) -> LossParts:
     size = batch.latents.shape[0]
-    t = sample_timesteps(size, cfg.shift, generator).to(batch.latents.device)
+    t = sample_timesteps(size, train_config.shift, generator).to(batch.latents.device)
     noise = torch.randn(batch.latents.shape, generator=generator).to(batch.latents)
     x_t, target = noised(batch.latents, t, noise)
-    keep = (torch.rand(size, generator=generator) >= cfg.audio_dropout).to(batch.audio_windows)
+    keep = (torch.rand(size, generator=generator) >= train_config.audio_dropout).to(batch.audio_windows)
     windows = batch.audio_windows * keep.view(-1, 1, 1, 1, 1)  # dropped samples see all-zero features
     v = model(x_t, batch.reference, t * 1000, windows, batch.intensity, batch.face)
-    return rap_loss(v, target, batch.face_mask, cfg.face_weight, cfg.motion_weight, batch.mouth_mask, cfg.lip_weight)
+    return rap_loss(v, target, batch.face_mask, train_config.face_weight, train_config.motion_weight, batch.mouth_mask, train_config.lip_weight)
 
 
-def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, cfg: TrainConfig, progress: bool = True) -> dict:
+def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, train_config: TrainConfig, progress: bool = True) -> dict:
     """Train the DiT of `config` on `data`, resuming from `out/state.pt` if present. Returns the
     last logged losses."""
     rank, world, device = _distributed()
     out = Path(out)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(train_config.seed)
     dit = build_dit(config, device=device, dtype=torch.float32).train()
     state_path = out / "state.pt"
-    if cfg.init is not None and not state_path.exists():
-        dit.load_state_dict(load_dit(cfg.init, config, dtype=torch.float32).state_dict())
-    ema = EMA(dit, cfg.ema_decay)
-    optimizer = torch.optim.AdamW(dit.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if train_config.init is not None and not state_path.exists():
+        dit.load_state_dict(load_dit(train_config.init, config, dtype=torch.float32).state_dict())
+    ema = EMA(dit, train_config.ema_decay)
+    optimizer = torch.optim.AdamW(dit.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay)
     start = 0
     if state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -113,35 +115,35 @@ def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, cfg: TrainCo
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr  # this run's rate, so a resumed run can go on at a lower one
+            group["lr"] = train_config.lr  # this run's rate, so a resumed run can go on at a lower one
         start = int(state["step"])
     model: nn.Module = DistributedDataParallel(Denoiser(dit)) if world > 1 else Denoiser(dit)
     stride, audio_window = config.vae.temporal_stride, config.audio.window
     window = config.sampling.chunk_latents
-    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc="train", disable=not progress or rank != 0)
+    bar = tqdm(total=train_config.steps, initial=start, unit="step", desc="train", disable=not progress or rank != 0)
     last: dict = {}
-    for step in range(start, cfg.steps):
-        generator = torch.Generator().manual_seed(((cfg.seed * 1_000_003 + rank) * 1_000_003 + step) % 2**63)
-        batch = data.batch(generator, cfg.batch_size, window, cfg.beta, audio_window, stride).to(device)
+    for step in range(start, train_config.steps):
+        seed = step_seed(train_config.seed, rank, step) % 2**63  # within a generator's seed range
+        generator = torch.Generator().manual_seed(seed)
+        batch = data.batch(generator, train_config.batch_size, window, train_config.beta, audio_window, stride).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            parts = _loss(model, batch, cfg, generator)
+            parts = _loss(model, batch, train_config, generator)
         optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
-        norm = torch.nn.utils.clip_grad_norm_(dit.parameters(), cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(dit.parameters(), train_config.grad_clip)
         optimizer.step()
         ema.update(dit)
         bar.update(1)
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        if done % train_config.log_every == 0 or done == train_config.steps:
             last = {"step": done, "loss": parts.total.item(), "flow": parts.flow.item(), "face": parts.face.item(),
                     "motion": parts.motion.item(), "lip": parts.lip.item(), "grad_norm": float(_full(norm))}
             bar.set_postfix(loss=f"{last['loss']:.4f}")
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if done % train_config.checkpoint_every == 0 or done == train_config.steps:
                 last["replica_digests"] = _replica_digests(dit, world)
-                _checkpoint(out, rank, dit, ema, optimizer, done, cfg, config)
+                _checkpoint(out, rank, dit, ema, optimizer, done, train_config, config)
             if rank == 0:
-                with open(out / "log.jsonl", "a") as log:
-                    log.write(json.dumps(last) + "\n")
+                append_log(out / "log.jsonl", last)
     bar.close()
     if dist.is_initialized():
         dist.barrier()
@@ -160,15 +162,12 @@ def _replica_digests(dit: nn.Module, world: int) -> list[list[float]]:
     return [g.tolist() for g in gathered]
 
 
-def _checkpoint(out: Path, rank: int, dit: nn.Module, ema: EMA, optimizer, step: int, cfg: TrainConfig,
+def _checkpoint(out: Path, rank: int, dit: nn.Module, ema: EMA, optimizer, step: int, train_config: TrainConfig,
                 config: RAPConfig) -> None:
     model = {name: _full(p) for name, p in dit.state_dict().items()}
     shadow = {name: _full(p) for name, p in ema.state_dict().items()}
     if rank != 0:
         return
     state = {"model": model, "ema": shadow, "optimizer": optimizer.state_dict(), "step": step}
-    torch.save(state, out / "state.pt.tmp")
-    os.replace(out / "state.pt.tmp", out / "state.pt")
-    metadata = {"preset": config.name, "step": str(step), "train_config": json.dumps(asdict(cfg))}
-    save_file({name: tensor.contiguous() for name, tensor in shadow.items()}, out / "dit.safetensors.tmp", metadata)
-    os.replace(out / "dit.safetensors.tmp", out / "dit.safetensors")
+    replace_atomically(out / "state.pt", partial(torch.save, state))
+    save_weights(out / "dit.safetensors", shadow, config.name, step, train_config)

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from tiny_wan import FANTASYTALKING_FILE, WAV2VEC2_FOLDER, fantasytalking_checkpoint, write_models
 
 from rap_core.config import get_preset
-from rap_core.loading.builtin import DEMO_WEIGHTS, audio_encoder, builtin_dit, builtin_vae
+from rap_core.loading.builtin import DEMO_WEIGHTS, builtin_dit, builtin_vae, load_audio_encoder
 from rap_core.loading.models import load_dit, load_fantasytalking, load_vae, load_wav2vec2
 from rap_core.pipeline import RAPPipeline
 
@@ -94,8 +94,10 @@ LOADS = {
                  lambda rap: load_vae(rap / "user-demo" / "vae.safetensors", DEMO)),
     "vae-file-auto": ("RAPVAELoader", dict(vae_name="user-demo/vae.safetensors", preset="auto"),
                       lambda rap: load_vae(rap / "user-demo" / "vae.safetensors", DEMO)),
-    "encoder-tiny": ("RAPAudioEncoderLoader", dict(encoder=BUILTIN, preset="tiny"), lambda rap: audio_encoder(TINY)),
-    "encoder-demo": ("RAPAudioEncoderLoader", dict(encoder=BUILTIN, preset="demo"), lambda rap: audio_encoder(DEMO)),
+    "encoder-tiny": ("RAPAudioEncoderLoader", dict(encoder=BUILTIN, preset="tiny"),
+                     lambda rap: load_audio_encoder(TINY)),
+    "encoder-demo": ("RAPAudioEncoderLoader", dict(encoder=BUILTIN, preset="demo"),
+                     lambda rap: load_audio_encoder(DEMO)),
     "encoder-folder": ("RAPAudioEncoderLoader", dict(encoder=WAV2VEC2_FOLDER, preset="flashhead-lite"),
                        lambda rap: load_wav2vec2(rap / WAV2VEC2_FOLDER)),
     "encoder-folder-auto": ("RAPAudioEncoderLoader", dict(encoder=WAV2VEC2_FOLDER, preset="auto"),

@@ -114,7 +114,7 @@ def test_comfyui_model_manager_holds_and_frees_the_networks(comfy, talk):
     patchers = [talk[name].patcher for name in ("model", "vae", "encoder")]
     loaded = [entry.model for entry in mm.current_loaded_models]
     assert all(any(p is q for q in loaded) for p in patchers)
-    assert {type(p.model).__name__ for p in patchers} == {"RAPTransformer", "VideoVAE", "AudioEncoder"}
+    assert {type(p.model).__name__ for p in patchers} == {"RAPTransformer", "VideoVAE", "Wav2Vec2Encoder"}
     mm.unload_all_models()
     assert not any(entry.model is p for entry in mm.current_loaded_models for p in patchers)
 

@@ -55,7 +55,7 @@ def test_a_workflow_left_at_its_defaults_runs_the_presets_recommended_settings(c
     _, nodes = comfy
     talk = graph(nodes, preset)
     latents, images = sample(nodes, talk)
-    recommended, settings = get_preset(preset).sampling, latents.talk.cfg
+    recommended, settings = get_preset(preset).sampling, latents.talk.sampling
     differ = {field.name: (getattr(settings, field.name), getattr(recommended, field.name))
               for field in dataclasses.fields(recommended) if field.name != "audio_context"
               and getattr(settings, field.name) != getattr(recommended, field.name)}
@@ -71,9 +71,9 @@ def test_set_widgets_override_the_preset(comfy, tiny):
     set_ = dict(steps=3, cfg=2.0, shift=4.0, sampler="renoise", continuity="motion_frames", continuity_n=2,
                 chunk_latents=4, color_correction=0.5)
     latents, images = sample(nodes, tiny, **set_)
-    cfg = latents.talk.cfg
-    assert (cfg.steps, cfg.cfg_scale, cfg.shift, cfg.sampler, cfg.continuity, cfg.motion_latents, cfg.chunk_latents,
-            cfg.color_correction) == tuple(set_.values())
+    sampling = latents.talk.sampling
+    assert (sampling.steps, sampling.cfg_scale, sampling.shift, sampling.sampler, sampling.continuity,
+            sampling.motion_latents, sampling.chunk_latents, sampling.color_correction) == tuple(set_.values())
     assert images.shape[0] == 25
 
 
@@ -83,10 +83,10 @@ def test_hybrid_alphas_apply_only_with_hybrid_audio_attention(comfy, tiny):
     _, nodes = comfy
     _, default = sample(nodes, tiny)
     latents, model = sample(nodes, tiny, audio_attention="model", alpha_w=-2.0, alpha_delta=1.0)
-    assert (latents.talk.cfg.alpha_w, latents.talk.cfg.alpha_delta) == (None, None)  # the DiT's own
+    assert (latents.talk.sampling.alpha_w, latents.talk.sampling.alpha_delta) == (None, None)  # the DiT's own
     assert torch.equal(model, default)
     latents, hybrid = sample(nodes, tiny, audio_attention="hybrid", alpha_w=-2.0, alpha_delta=1.0)
-    assert (latents.talk.cfg.alpha_w, latents.talk.cfg.alpha_delta) == (-2.0, 1.0)
+    assert (latents.talk.sampling.alpha_w, latents.talk.sampling.alpha_delta) == (-2.0, 1.0)
     assert (hybrid - default).abs().max() > 1e-3
 
 
