@@ -28,7 +28,7 @@ import torch
 
 from rap_core.eval.lipsync import lipsync_score, loudness_envelope, mouth_opening
 from rap_core.eval.run import HELDOUT_IDENTITIES, heldout_speech
-from rap_core.media import write_mp4
+from rap_core.media.container import write_mp4
 from rap_core.pipeline import RAPPipeline
 from rap_core.synthetic import SAMPLE_RATE, layout, portrait, sample_identity
 from rap_core.timing import video_frame_count

@@ -28,7 +28,7 @@ def _rss_mib() -> float:
 
 
 def run_child(preset: str, seconds: float) -> dict:
-    from rap_core.media import write_mp4
+    from rap_core.media.container import write_mp4
     from rap_core.pipeline import RAPPipeline
 
     torch.set_num_threads(2)

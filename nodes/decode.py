@@ -6,7 +6,7 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..rap_core.media import audio_for_frames
+from ..rap_core.media.normalise import audio_for_frames
 from ..rap_core.talk import chunk_frames, decode_chunk
 from .networks import load
 from .sampler import frame_preview

@@ -11,7 +11,7 @@ from einops import rearrange
 
 from ..rap_core.audio_context import AUDIO_CONTEXTS, held_audio
 from ..rap_core.framing import POLICIES, frame_for
-from ..rap_core.media import audio_to_mono
+from ..rap_core.media.normalise import audio_to_mono
 from ..rap_core.talk import encode_reference
 from .networks import load
 from .types import AudioEmbeds, RAPAudioEmbeds, RAPAudioEncoder, RAPFraming, RAPReference, RAPVae
@@ -53,9 +53,9 @@ class RAPAudioEncode(io.ComfyNode):
         mono = audio_to_mono(waveform, audio["sample_rate"], config.audio.sample_rate)  # [S']
         load(audio_encoder)
         bar = comfy.utils.ProgressBar(1)
-        held = held_audio(audio_encoder.model, mono, config, sampling, frames or None,
-                          progress=lambda done, total: bar.update_absolute(done, total))
-        embeds = AudioEmbeds(held.to(mm.intermediate_device()), waveform.float().cpu(), int(audio["sample_rate"]), config)
+        features = held_audio(audio_encoder.model, mono, config, sampling, frames or None,
+                              progress=lambda done, total: bar.update_absolute(done, total))
+        embeds = AudioEmbeds(features.to(mm.intermediate_device()), waveform.float().cpu(), int(audio["sample_rate"]), config)
         return io.NodeOutput(embeds, embeds.num_frames)
 
 

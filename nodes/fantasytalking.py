@@ -6,7 +6,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..rap_core.errors import RAPInputError
-from ..rap_core.media import audio_to_mono
+from ..rap_core.media.normalise import audio_to_mono
 from ..rap_core.models.audio import WAV2VEC2_REPO, Wav2Vec2Encoder
 from ..rap_core.models.fantasytalking import AUDIO_DIM, speech_tokens, tokens_per_frame, video_length
 from .networks import load

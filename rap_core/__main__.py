@@ -20,7 +20,7 @@ from .audio_context import AUDIO_CONTEXTS
 from .config import get_preset, preset_names
 from .errors import RAPInputError
 from .framing import POLICIES
-from .media import read_audio, read_image, write_mp4
+from .media.container import read_audio, read_image, write_mp4
 from .pipeline import RAPPipeline
 from .sampling.continuity import CONTINUITIES
 from .timing import video_frame_count

@@ -25,8 +25,9 @@ form precomputed for a chunk plan (ComfyUI's RAP_AUDIO_EMBEDS); both give `windo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import get_args
+from typing import ClassVar, get_args
 
 import torch
 
@@ -99,16 +100,18 @@ class StreamAudio:
         return StreamWindows(blocks, clip, self.window, self.num_frames)
 
 
+@dataclasses.dataclass(frozen=True)
 class StreamWindows:
     """"reference-stream" held in memory: per chunk end, the features of its frames and the W//2
     frames before them (enough for their windows)."""
 
-    context = "reference-stream"
-    leads = True
+    context: ClassVar[str] = "reference-stream"
+    leads: ClassVar[bool] = True
 
-    def __init__(self, blocks: dict[int, torch.Tensor], clip: int, window: int, num_frames: int):
-        """blocks: chunk end frame -> [clip + W//2, L, C]."""
-        self.blocks, self.clip, self.window, self.num_frames = blocks, clip, window, num_frames
+    blocks: dict[int, torch.Tensor]  # chunk end frame -> [clip + W//2, L, C]
+    clip: int
+    window: int
+    num_frames: int
 
     def windows(self, start: int, end: int) -> torch.Tensor:
         if end - start != self.clip or end not in self.blocks:
@@ -122,20 +125,22 @@ class StreamWindows:
         return frame_windows(block, self.window)[:, margin:]  # [1, clip, W, L, C]
 
     def to(self, device) -> StreamWindows:
-        blocks = {end: block.to(device) for end, block in self.blocks.items()}
-        return StreamWindows(blocks, self.clip, self.window, self.num_frames)
+        return dataclasses.replace(self, blocks={end: block.to(device) for end, block in self.blocks.items()})
 
 
+@dataclasses.dataclass(frozen=True)
 class OnceAudio:
     """"reference-once": the whole track, padded as the reference pads it for chunks of `clip`
     frames overlapping by `overlap`, encoded in one call; windows clamped at its last frame."""
 
-    context = "reference-once"
-    leads = False
+    context: ClassVar[str] = "reference-once"
+    leads: ClassVar[bool] = False
 
-    def __init__(self, features: torch.Tensor, window: int, clip: int, overlap: int, num_frames: int):
-        """features [N, L, C] of the padded track (`OnceAudio.encode`)."""
-        self.features, self.window, self.clip, self.overlap, self.num_frames = features, window, clip, overlap, num_frames
+    features: torch.Tensor  # [N, L, C] of the padded track (`OnceAudio.encode`)
+    window: int
+    clip: int
+    overlap: int
+    num_frames: int
 
     @classmethod
     def encode(cls, encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, clip: int, overlap: int,
@@ -169,7 +174,7 @@ class OnceAudio:
         return self
 
     def to(self, device) -> OnceAudio:
-        return OnceAudio(self.features.to(device), self.window, self.clip, self.overlap, self.num_frames)
+        return dataclasses.replace(self, features=self.features.to(device))
 
 
 def chunk_audio(encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, sampling: SamplingConfig,

@@ -14,8 +14,10 @@ Frame f starts at sample floor(f * sample_rate / fps) (640 samples per frame at 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 
@@ -35,7 +37,7 @@ def check_mono(waveform: torch.Tensor) -> None:
     if waveform.ndim != 1 or waveform.numel() == 0:
         raise RAPInputError(
             f"Audio features take one non-empty mono track shaped [samples]; got shape "
-            f"{tuple(waveform.shape)}. Convert the audio with rap_core.media.audio_to_mono first."
+            f"{tuple(waveform.shape)}. Convert the audio with rap_core.media.normalise.audio_to_mono first."
         )
 
 
@@ -56,7 +58,7 @@ class AudioFeatures:
     def __init__(
         self, encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, num_frames: int | None = None
     ):
-        """waveform [S] mono at `config`'s sample rate (`rap_core.media.audio_to_mono`). num_frames:
+        """waveform [S] mono at `config`'s sample rate (`rap_core.media.normalise.audio_to_mono`). num_frames:
         the talk's length (default: the audio's); frames past the speech are those of silence."""
         audio, fps = config.audio, config.fps
         if fps < 1:
@@ -156,19 +158,21 @@ class AudioFeatures:
         return self.encode(temporal_stride, self.num_frames, progress=progress)
 
 
+@dataclasses.dataclass(frozen=True)
 class EncodedAudio:
     """A talk's audio features held in memory (ComfyUI's RAP_AUDIO_EMBEDS): the frames of
     `AudioFeatures` for every chunk a talk of `num_frames` frames can ask for."""
 
-    context, leads = "lookahead", False
+    context: ClassVar[str] = "lookahead"
+    leads: ClassVar[bool] = False
 
-    def __init__(self, features: torch.Tensor, num_frames: int, window: int, max_chunk_latents: int):
-        """features [N, L, C] of video frames [0, N)."""
-        self.features, self.num_frames, self.window = features, num_frames, window
-        self.max_chunk_latents = max_chunk_latents
+    features: torch.Tensor  # [N, L, C] of video frames [0, N)
+    num_frames: int
+    window: int
+    max_chunk_latents: int
 
     def to(self, device) -> EncodedAudio:
-        return EncodedAudio(self.features.to(device), self.num_frames, self.window, self.max_chunk_latents)
+        return dataclasses.replace(self, features=self.features.to(device))
 
     def frames(self, start: int, end: int) -> torch.Tensor:
         """Features of video frames [start, end) -> [1, end - start, L, C]."""

@@ -19,7 +19,7 @@ CENTRE_FACE = (0.12, 0.72, 0.2, 0.8)
 
 
 def face_crop(picture: torch.Tensor, box: tuple[float, float, float, float] | None = None) -> torch.Tensor:
-    """picture [3, H, W] (media.prepare_image) -> the face [3, H, W]: the box's square, resized."""
+    """picture [3, H, W] (media.normalise.prepare_image) -> the face [3, H, W]: the box's square, resized."""
     top, bottom, left, right = CENTRE_FACE if box is None else box
     if not (0.0 <= top < bottom <= 1.0 and 0.0 <= left < right <= 1.0):
         raise RAPInputError(

@@ -7,7 +7,7 @@ the preset's face ratio, shifted to lie inside the photo (FlashHead clips it ins
 stretches faces near an edge); `crop` cuts that region out at the model's size, and `paste` puts
 generated frames back over the photo with a feathered seam, so any photo, of any size, can be
 animated in place. The "centre" policy is FlashHead's default framing: the photo scaled to cover
-the model's size and centre-cropped (media.prepare_image), exactly.
+the model's size and centre-cropped (media.normalise.prepare_image), exactly.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from einops import rearrange
 from .errors import RAPInputError
 from .config import RAPConfig
 from .face_detection import detect_faces
-from .media import cover_and_crop, prepare_image, rgb_image
+from .media.normalise import cover_and_crop, prepare_image, rgb_image
 
 FACE_RATIO = 2.0  # FlashHead's face_ratio: the framed width over the face box's width
 ABOVE_FACE = 0.55  # FlashHead: the share of the framed height above the face box's centre
@@ -87,7 +87,7 @@ class Framing:
     whole: bool = False
 
     def picture(self) -> torch.Tensor:
-        """The portrait as the model takes it: [3, height, width] float32 in [-1, 1] (media.prepare_image of
+        """The portrait as the model takes it: [3, height, width] float32 in [-1, 1] (media.normalise.prepare_image of
         the box, or of the whole photo for the centre framing, whose cover-and-crop keeps the box)."""
         top, bottom, left, right = self.box
         return prepare_image(self.photo if self.whole else self.photo[top:bottom, left:right], self.height, self.width)
@@ -158,7 +158,7 @@ def _feather(height: int, width: int, inner: tuple[bool, bool, bool, bool]) -> t
 def frame_portrait(image, height: int, width: int, policy="face", face_ratio: float = FACE_RATIO) -> Framing:
     """Frame a photo for a model of `height` x `width` pixels.
 
-    image: [H, W, 3] float 0..1 (or anything media.prepare_image accepts), any size.
+    image: [H, W, 3] float 0..1 (or anything media.normalise.prepare_image accepts), any size.
     policy: "face": detect faces (BlazeFace), take the largest, frame it like FlashHead: `face_ratio`
     times its width wide, the model's aspect ratio, ABOVE_FACE of the height above its centre, shifted
     inside the photo (shrunk to the largest such region that fits where the photo is too small).

@@ -13,7 +13,7 @@ adds frames [kL, (k+1)L) (clip C = 1 + stride (K - 1) frames for K = `chunk_late
 L = C - O), so a frame waits at most L frames of audio plus one chunk's compute.
 
 Resampling. Pushed audio is resampled to the model's rate as it arrives, with the filter of
-media.audio_to_mono (torchaudio's windowed sinc, the same weights at the same positions), holding
+media.normalise.audio_to_mono (torchaudio's windowed sinc, the same weights at the same positions), holding
 back only the samples whose filter window reaches past the newest one (under 1 ms at 48 kHz; at
 44.1 kHz, whose outputs come 160 per 441 inputs, up to 20 ms). The samples agree with
 resampling the whole utterance at once up to float32 rounding: conv1d sums short and long inputs in
@@ -54,7 +54,7 @@ import torchaudio
 
 from .audio_context import StreamAudio
 from .errors import RAPInputError
-from .media import audio_to_mono
+from .media.normalise import audio_to_mono
 from .pipeline import RAPPipeline
 from .talk import Talk, advance, chunk_frames
 from .timing import Chunk, covered_video_frames
@@ -133,7 +133,7 @@ class _Track:
 
 
 class _Resampler:
-    """One utterance from the input rate to the model's, piece by piece, with media.audio_to_mono's
+    """One utterance from the input rate to the model's, piece by piece, with media.normalise.audio_to_mono's
     filter (torchaudio's windowed sinc, float32). Output sample j is conv position p = j // new (of
     `new` outputs per `orig` inputs) and reads input samples [p * orig - width, (p + 1) * orig + width),
     zeros before the utterance; it is given out once they have all arrived, or at `flush`."""

@@ -23,7 +23,7 @@ from .loading.builtin import load_audio_encoder
 from .loading.builtin import builtin_dit, builtin_vae, has_builtin
 from .loading.models import load_dit, load_vae
 from .framing import Framing, frame_for
-from .media import audio_to_mono
+from .media.normalise import audio_to_mono
 from .models.audio import SpeechEncoder
 from .models.dit import RAPTransformer
 from .models.vae import VideoVAE

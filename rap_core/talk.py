@@ -71,7 +71,7 @@ def encode_reference(
     vae: VideoVAE, picture: torch.Tensor, chunk_latents: int, generator: torch.Generator | None = None,
     face_box: tuple[float, float, float, float] | None = None,
 ) -> Reference:
-    """picture [3, H, W] in [-1, 1] (media.prepare_image), on the VAE's device and dtype. With a
+    """picture [3, H, W] in [-1, 1] (media.normalise.prepare_image), on the VAE's device and dtype. With a
     `generator`, the latent is a posterior sample drawn from it (FlashHead's); else the mean.
     face_box: where the face is on the picture (fractions, face.py), kept for the identity branch."""
     clip = covered_video_frames(chunk_latents, vae.temporal_stride)

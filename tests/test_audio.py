@@ -11,7 +11,7 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from rap_core.config import get_preset
 from rap_core.errors import CheckpointError, MissingWeightsError, RAPInputError
-from rap_core.media import audio_to_mono
+from rap_core.media.normalise import audio_to_mono
 from rap_core.loading import load_wav2vec2
 from rap_core.models.audio import Wav2Vec2Encoder, build_wav2vec2, frame_windows, wav2vec2_config
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rap_core.media import probe_mp4
+from rap_core.media.container import probe_mp4
 
 RATE = 22050  # deliberately not 16 kHz: the CLI resamples
 PORTRAIT = Path(__file__).resolve().parents[1] / "assets" / "rap_portrait.png"

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from rap_core.audio_context import chunk_audio
 from rap_core.config import get_preset
 from rap_core.loading.models import load_wav2vec2
-from rap_core.media import cover_and_crop
+from rap_core.media.normalise import cover_and_crop
 from rap_core.models.audio import frame_windows
 from rap_core.pipeline import RAPPipeline
 from rap_core.sampling.schedule import flow_timesteps

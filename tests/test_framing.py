@@ -21,7 +21,7 @@ from rap_core.errors import RAPInputError
 from rap_core.face_detection import detect_faces
 from rap_core.framing import ABOVE_FACE, FACE_RATIO, FEATHER, frame_portrait
 from rap_core.loading.builtin import blazeface
-from rap_core.media import prepare_image
+from rap_core.media.normalise import prepare_image
 
 GOLDEN = Path(__file__).parent / "golden" / "blazeface" / "outputs.safetensors"
 ASTRONAUT_FACE = (80, 172, 178, 268)  # (top, bottom, left, right), hand-labelled

@@ -11,7 +11,7 @@ from rap_core import RAPInputError
 from rap_core.eval.lipsync import lipsync_score, loudness_envelope, mouth_opening
 from rap_core.eval.run import HELDOUT_IDENTITIES, heldout_speech
 from rap_core.live import LiveAudio, LiveTalk, LiveVideo, SegmentDone, _Resampler
-from rap_core.media import audio_to_mono
+from rap_core.media.normalise import audio_to_mono
 from rap_core.pipeline import RAPPipeline
 from rap_core.synthetic import layout, sample_identity
 from rap_core.synthetic import portrait as synthetic_portrait

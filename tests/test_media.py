@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from rap_core.errors import RAPInputError
-from rap_core.media import prepare_image, probe_mp4, write_mp4
+from rap_core.media.container import probe_mp4, write_mp4
+from rap_core.media.normalise import prepare_image
 
 RED, GREEN, BLUE, WHITE = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 1.0)
 

@@ -21,7 +21,7 @@ from skimage import data as skimage_data
 from rap_core import RAPPipeline
 from rap_core.face import CENTRE_FACE
 from rap_core.framing import FEATHER
-from rap_core.media import read_audio, read_image
+from rap_core.media.container import read_audio, read_image
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CANVAS = (523, 701)  # (height, width)

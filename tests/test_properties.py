@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from rap_core import RAPInputError, RAPPipeline
 from rap_core.audio_features import AudioFeatures
-from rap_core.media import audio_to_mono
+from rap_core.media.normalise import audio_to_mono
 from rap_core.timing import samples_for_frames, video_frame_count
 
 FPS = 25

@@ -85,7 +85,7 @@ def loudness_envelope(waveform, sample_rate: int, fps: int = 25, floor_db: float
     if audio.ndim != 1 or audio.numel() == 0:
         raise RAPInputError(
             f"The waveform must be mono samples [S] with S >= 1; got shape {tuple(audio.shape)}. "
-            "Mix it down first (rap_core.media.audio_to_mono)."
+            "Mix it down first (rap_core.media.normalise.audio_to_mono)."
         )
     audio = audio.to(torch.float64)
     if not torch.isfinite(audio).all():

@@ -38,7 +38,7 @@ class Wav2Vec2Encoder(nn.Module):
     """A transformers `Wav2Vec2Model` run with FlashHead's recipe (see the module docstring).
 
     The model must have wav2vec2-base's layout (post-norm encoder, no adapter); weights may be
-    any such checkpoint. Input audio must already be mono at 16 kHz (`rap_core.media.audio_to_mono`).
+    any such checkpoint. Input audio must already be mono at 16 kHz (`rap_core.media.normalise.audio_to_mono`).
     """
 
     def __init__(self, model: Wav2Vec2Model):

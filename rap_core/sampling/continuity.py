@@ -27,7 +27,7 @@ import torch
 from ..config import SamplingConfig
 from ..errors import RAPInputError
 from ..timing import covered_video_frames
-from .schedule import NUM_TRAIN_TIMESTEPS
+from .schedule import NUM_TRAIN_TIMESTEPS, noised
 
 Encode = Callable[[torch.Tensor], torch.Tensor]  # video frames [B, 3, T, H, W] -> latents [B, C, F, h, w]
 
@@ -90,7 +90,7 @@ class StepwiseInheritance(Continuity):
             if step == 0:
                 self.first_noise = x[:, :, :1].clone()  # the chunk's own initial noise for frame 0
             t = float(self.timesteps[step]) / NUM_TRAIN_TIMESTEPS
-            x[:, :, :1] = ((1 - t) * self.reference + t * self.first_noise).to(x.dtype)
+            x[:, :, :1] = noised(self.reference, t, self.first_noise).to(x.dtype)
         else:
             x[:, :, : self.n] = self.previous[step]
         self.current.append(x[:, :, -self.n :].clone())  # [B, C, n, h, w] at this step

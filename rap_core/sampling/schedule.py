@@ -17,10 +17,10 @@ from ..errors import RAPInputError
 NUM_TRAIN_TIMESTEPS = 1000.0
 
 
-def noised(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x0, noise [B, C, F, h, w], t [B] in 0..1 -> (x_t, target velocity noise - x0)."""
-    tt = t.to(x0).view(-1, 1, 1, 1, 1)  # [B, 1, 1, 1, 1]
-    return (1 - tt) * x0 + tt * noise, noise - x0
+def noised(x0: torch.Tensor, t: float | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """x_t = (1 - t) * x0 + t * noise for x0 and noise alike; t in 0..1, a float or a tensor that broadcasts
+    (per sample: [B, 1, 1, 1, 1]). The velocity the network learns is noise - x0."""
+    return (1 - t) * x0 + t * noise
 
 
 def shifted(u: torch.Tensor, shift: float) -> torch.Tensor:

@@ -41,7 +41,7 @@ def _frames(waveform: torch.Tensor, sample_rate: int, fps: int) -> tuple[torch.T
     if waveform.ndim != 1 or waveform.numel() == 0 or not torch.isfinite(waveform).all():
         raise RAPInputError(
             f"The mouth track needs one non-empty, finite mono waveform shaped [samples]; got shape "
-            f"{tuple(waveform.shape)}. Convert the audio with rap_core.media.audio_to_mono first."
+            f"{tuple(waveform.shape)}. Convert the audio with rap_core.media.normalise.audio_to_mono first."
         )
     frames = video_frame_count(waveform.numel(), sample_rate, fps)
     bounds = torch.arange(frames + 1) * sample_rate // fps  # [T + 1] first sample of every frame

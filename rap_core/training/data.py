@@ -22,7 +22,7 @@ from ..audio_features import AudioFeatures, EncodedAudio
 from ..config import RAPConfig
 from ..errors import RAPInputError
 from ..face import encode_face
-from ..media import prepare_image
+from ..media.normalise import prepare_image
 from ..models.audio import SpeechEncoder
 from ..models.vae import VideoVAE
 from ..synthetic import Layout, layout, make_clip, mouth_track, portrait

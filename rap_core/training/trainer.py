@@ -87,7 +87,8 @@ def _loss(model: nn.Module, batch: TrainingBatch, train_config: TrainConfig, gen
     size = batch.latents.shape[0]
     t = sample_timesteps(size, train_config.shift, generator).to(batch.latents.device)
     noise = torch.randn(batch.latents.shape, generator=generator).to(batch.latents)
-    x_t, target = noised(batch.latents, t, noise)
+    x_t = noised(batch.latents, t.to(batch.latents).view(-1, 1, 1, 1, 1), noise)  # t: [B, 1, 1, 1, 1]
+    target = noise - batch.latents  # the velocity
     keep = (torch.rand(size, generator=generator) >= train_config.audio_dropout).to(batch.audio_windows)
     windows = batch.audio_windows * keep.view(-1, 1, 1, 1, 1)  # dropped samples see all-zero features
     v = model(x_t, batch.reference, t * 1000, windows, batch.intensity, batch.face)

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from rap_core.media import prepare_image, read_image
+from rap_core.media.container import read_image
+from rap_core.media.normalise import prepare_image
 from rap_core.pipeline import RAPPipeline
 
 BUILTIN = "built-in"

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from test_workflows import SPEECH, media_stats
 from tiny_wan import FANTASYTALKING_FILE, write_models
 
-from rap_core.media import read_audio
+from rap_core.media.container import read_audio
 
 
 FPS = 23

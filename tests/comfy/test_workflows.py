@@ -27,7 +27,7 @@ from PIL import Image
 
 from rap_core.config import get_preset
 from rap_core.framing import frame_portrait
-from rap_core.media import read_image
+from rap_core.media.container import read_image
 
 WORKFLOWS = REPO_ROOT / "workflows"
 OFFLINE = ["rap_demo", "rap_long_talk"]  # run on a CPU with the built-in weights

@@ -21,7 +21,7 @@ import torch
 
 from rap_core.config import get_preset
 from rap_core.loading.models import load_dit, load_vae, load_wav2vec2
-from rap_core.media import read_image
+from rap_core.media.container import read_image
 from rap_core.pipeline import RAPPipeline
 
 CONTEXTS = {"stream": "reference-stream", "once": "reference-once"}
