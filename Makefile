@@ -123,8 +123,11 @@ debian:
 
 comfy-version = $$(sed -n 's/^__version__ = "\(.*\)"/\1/p' $(1)/comfyui_version.py 2>/dev/null)
 
-# The whole suite against each ComfyUI in turn (0.3.75, then 0.33.0 where its tarball is there).
+# Format and lint (ruff, configured in pyproject.toml), then the whole suite against each ComfyUI in
+# turn (0.3.75, then 0.33.0 where its tarball is there).
 test: comfy comfy-current debian
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
 	@echo "== tests with ComfyUI $(call comfy-version,$(COMFY)) at $(COMFY)"
 	$(PY) -m pytest -q tests
 ifneq ($(CURRENT_TARBALL),)

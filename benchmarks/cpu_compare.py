@@ -64,13 +64,26 @@ def dit_pair(args: argparse.Namespace, generator: torch.Generator):
     """-> (ours, diffusers, our inputs, diffusers' inputs): a Wan-layout DiT at `--dit-*` sizes on a
     [1, 128, latent_frames, size/32, size/32] latent (patch 1, as FlashHead)."""
     base = get_preset("flashhead-lite")
-    dit = DiTConfig(dim=args.dit_dim, num_layers=args.dit_layers, num_heads=args.dit_dim // 128,
-                    ffn_dim=args.dit_ffn, audio_mode="full")
+    dit = DiTConfig(
+        dim=args.dit_dim,
+        num_layers=args.dit_layers,
+        num_heads=args.dit_dim // 128,
+        ffn_dim=args.dit_ffn,
+        audio_mode="full",
+    )
     config = base.replace(dit=dit)
     reference = WanTransformer3DModel(
-        patch_size=dit.patch_size, num_attention_heads=dit.num_heads, attention_head_dim=dit.head_dim,
-        in_channels=dit.in_channels, out_channels=dit.out_channels, text_dim=dit.dim, freq_dim=dit.freq_dim,
-        ffn_dim=dit.ffn_dim, num_layers=dit.num_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        patch_size=dit.patch_size,
+        num_attention_heads=dit.num_heads,
+        attention_head_dim=dit.head_dim,
+        in_channels=dit.in_channels,
+        out_channels=dit.out_channels,
+        text_dim=dit.dim,
+        freq_dim=dit.freq_dim,
+        ffn_dim=dit.ffn_dim,
+        num_layers=dit.num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
         eps=dit.eps,
     ).eval()
     reference.condition_embedder.text_embedder = nn.Identity()  # audio tokens go straight to attn2
@@ -96,8 +109,11 @@ def vae_pair(args: argparse.Namespace, generator: torch.Generator):
     decoding [1, 128, latent_frames, size/32, size/32]."""
     widths = tuple(args.vae_widths)
     vae = VAEConfig(
-        block_out_channels=widths, decoder_block_out_channels=widths,
-        shortcut_norm=True, out_norm=True, residual_sampling=False,  # LTX-Video 0.9.0
+        block_out_channels=widths,
+        decoder_block_out_channels=widths,
+        shortcut_norm=True,
+        out_norm=True,
+        residual_sampling=False,  # LTX-Video 0.9.0
     )
     config = get_preset("flashhead-lite").replace(vae=vae)
     reference = AutoencoderKLLTXVideo(
@@ -147,8 +163,10 @@ def main() -> None:
         parser.error("--size must be a positive multiple of 32 and --dit-dim a multiple of 128")
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), float32, size {args.size}, "
-          f"{args.latent_frames} latent frames, {args.reps} reps")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), float32, size {args.size}, "
+        f"{args.latent_frames} latent frames, {args.reps} reps"
+    )
     results = {}
     with torch.inference_mode():
         if args.only in (None, "dit"):
@@ -167,10 +185,12 @@ def main() -> None:
         ratios[name] = statistics.median(ours_s) / statistics.median(theirs_s)
         paired = sorted(a / b for a, b in zip(ours_s, theirs_s))  # each rep's two runs were back to back
         diffs[name] = (out_ours - out_theirs).abs().max().item()
-        print(f"{name}: ours {statistics.median(ours_s):.4f} s, diffusers {statistics.median(theirs_s):.4f} s "
-              f"(medians of {args.reps}), ratio {ratios[name]:.3f} (per rep {paired[0]:.3f}..{paired[-1]:.3f}), "
-              f"output {tuple(out_ours.shape)}, max |diff| {diffs[name]:.2e} "
-              f"(output max |x| {out_theirs.abs().max().item():.2f})")
+        print(
+            f"{name}: ours {statistics.median(ours_s):.4f} s, diffusers {statistics.median(theirs_s):.4f} s "
+            f"(medians of {args.reps}), ratio {ratios[name]:.3f} (per rep {paired[0]:.3f}..{paired[-1]:.3f}), "
+            f"output {tuple(out_ours.shape)}, max |diff| {diffs[name]:.2e} "
+            f"(output max |x| {out_theirs.abs().max().item():.2f})"
+        )
     if len(results) == 2:
         print(f"ratio dit={ratios['dit']:.3f} vae={ratios['vae']:.3f} maxdiff={max(diffs.values()):.2e}")
 

@@ -42,11 +42,23 @@ def main() -> None:
         start = time.perf_counter()
         frames = pipe.generate(image, audio, SAMPLE_RATE, seed=run)
         wall = time.perf_counter() - start
-        runs.append({"frames": int(frames.shape[0]), "wall_s": round(wall, 3),
-                     "realtime_factor": round(wall / args.seconds, 3)})
+        runs.append(
+            {"frames": int(frames.shape[0]), "wall_s": round(wall, 3), "realtime_factor": round(wall / args.seconds, 3)}
+        )
     median = statistics.median(run["realtime_factor"] for run in runs)
-    print(json.dumps({"preset": args.preset, "threads": args.threads, "audio_s": args.seconds, "runs": runs,
-                      "median_realtime_factor": median, "real_time": median <= 1.0}, indent=2))
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "threads": args.threads,
+                "audio_s": args.seconds,
+                "runs": runs,
+                "median_realtime_factor": median,
+                "real_time": median <= 1.0,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,11 +32,11 @@ import math
 import time
 
 import torch
-
 from dit_flops import dit_forward_flops  # benchmarks/, this script's folder
+
 from rap_core.config import get_preset, preset_names
-from rap_core.models.attention import ATTENTION_BACKENDS
 from rap_core.loading.random_weights import random_audio_encoder, random_dit, random_vae
+from rap_core.models.attention import ATTENTION_BACKENDS
 from rap_core.pipeline import RAPPipeline
 from rap_core.timing import covered_video_frames, video_frame_count
 
@@ -132,16 +132,22 @@ def timed_run(pipe: RAPPipeline, image, audio, options: dict, device: torch.devi
         frames, chunks = frames + chunk.shape[0], chunks + 1
     wall = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return {"frames": frames, "chunks": chunks, "wall_s": wall, "time_to_first_frame_s": first,
-            "peak_gpu_memory_gib": peak}
+    return {
+        "frames": frames,
+        "chunks": chunks,
+        "wall_s": wall,
+        "time_to_first_frame_s": first,
+        "peak_gpu_memory_gib": peak,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="rap-1.3b", choices=preset_names())
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
-                        help="default: bfloat16 on a GPU, float32 on a CPU")
+    parser.add_argument(
+        "--dtype", choices=("bfloat16", "float16", "float32"), help="default: bfloat16 on a GPU, float32 on a CPU"
+    )
     parser.add_argument("--size", type=int, help="output side in pixels (default: the preset's)")
     parser.add_argument("--seconds", type=float, default=20.0, help="audio length")
     parser.add_argument("--steps", type=int, help="denoising steps per chunk (default: the preset's)")

@@ -8,9 +8,10 @@ video's, and the lip sync (rap_core.eval.lipsync) of its first and of its last m
 
     .venv/bin/python benchmarks/long_audio.py [--preset demo] [--minutes 20] [--mark 2] [--out long.mp4]
 
-Ends with one line:
+Ends with one line (shown here in two):
 
-    long frames=<n> expected=<n> video_s=<s> audio_s=<s> rss_mark=<MiB> rss_end=<MiB> rss_ratio=<end/mark> r_first=<r> r_last=<r>
+    long frames=<n> expected=<n> video_s=<s> audio_s=<s> rss_mark=<MiB> rss_end=<MiB> rss_ratio=<end/mark>
+         r_first=<r> r_last=<r>
 """
 
 from __future__ import annotations
@@ -92,20 +93,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = args.out or os.path.join(folder, "long.mp4")
         start = time.perf_counter()
-        written = write_mp4(path, metered(pipe.stream(still, audio, SAMPLE_RATE)), fps, audio=audio,
-                            sample_rate=SAMPLE_RATE)
+        written = write_mp4(
+            path, metered(pipe.stream(still, audio, SAMPLE_RATE)), fps, audio=audio, sample_rate=SAMPLE_RATE
+        )
         seconds = time.perf_counter() - start
         readings["end"] = peak_rss_mib()
         minute = 60 * fps
         frames, audio_seconds, first, last = read_back(path, minute)
     r_first = minute_sync(first, 0, audio, box, fps)
     r_last = minute_sync(last, frames - len(last), audio, box, fps)
-    print(f"{args.minutes:g} min of speech -> {written} frames in {seconds:.1f} s "
-          f"(real-time factor {seconds / (audio.numel() / SAMPLE_RATE):.3f}); peak RSS {readings['mark']:.0f} MiB "
-          f"after {args.mark:g} min, {readings['end']:.0f} MiB at the end")
-    print(f"long frames={frames} expected={expected} video_s={frames / fps:.3f} audio_s={audio_seconds:.3f} "
-          f"rss_mark={readings['mark']:.0f} rss_end={readings['end']:.0f} "
-          f"rss_ratio={readings['end'] / readings['mark']:.3f} r_first={r_first:.3f} r_last={r_last:.3f}")
+    print(
+        f"{args.minutes:g} min of speech -> {written} frames in {seconds:.1f} s "
+        f"(real-time factor {seconds / (audio.numel() / SAMPLE_RATE):.3f}); peak RSS {readings['mark']:.0f} MiB "
+        f"after {args.mark:g} min, {readings['end']:.0f} MiB at the end"
+    )
+    print(
+        f"long frames={frames} expected={expected} video_s={frames / fps:.3f} audio_s={audio_seconds:.3f} "
+        f"rss_mark={readings['mark']:.0f} rss_end={readings['end']:.0f} "
+        f"rss_ratio={readings['end'] / readings['mark']:.3f} r_first={r_first:.3f} r_last={r_last:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -49,13 +49,22 @@ def run_child(preset: str, seconds: float) -> dict:
 
     with tempfile.TemporaryDirectory() as folder:
         frames = write_mp4(
-            os.path.join(folder, "out.mp4"), timed(pipe.stream(image, audio, sample_rate)), pipe.config.fps,
-            audio=audio, sample_rate=sample_rate,
+            os.path.join(folder, "out.mp4"),
+            timed(pipe.stream(image, audio, sample_rate)),
+            pipe.config.fps,
+            audio=audio,
+            sample_rate=sample_rate,
         )
     total = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "frames": frames, "peak_rss_mib": peak, "rss_growth_mib": peak - base,
-            "first_chunk_s": first, "total_s": total}
+    return {
+        "seconds": seconds,
+        "frames": frames,
+        "peak_rss_mib": peak,
+        "rss_growth_mib": peak - base,
+        "first_chunk_s": first,
+        "total_s": total,
+    }
 
 
 def main() -> None:
@@ -72,7 +81,9 @@ def main() -> None:
     for seconds in (args.short, args.long):
         out = subprocess.run(
             [sys.executable, __file__, "--preset", args.preset, "--child", str(seconds)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     for r in results:

@@ -51,4 +51,3 @@ class RAPDecode(io.ComfyNode):
         waveform = audio_for_frames(sound.waveform, sound.sample_rate, fps, first, end)  # [C, S']
         audio = {"waveform": waveform[None], "sample_rate": sound.sample_rate}  # [1, C, S']
         return io.NodeOutput(torch.cat(frames), float(fps), audio)
-

@@ -31,14 +31,24 @@ class RAPAudioEncode(io.ComfyNode):
             inputs=[
                 RAPAudioEncoder.Input("audio_encoder"),
                 io.Audio.Input("audio", tooltip="Speech; any sample rate and channel count (mixed down to mono)."),
-                io.Int.Input("frames", default=0, min=0, max=1_000_000,
-                             tooltip="Video frames to make; 0 follows the audio's length."),
-                io.Combo.Input("audio_context", options=["preset", *AUDIO_CONTEXTS], default="preset", optional=True,
-                               tooltip="What speech wav2vec2 hears for each chunk. preset: the model's own (flashhead-lite: "
-                               "reference-stream). reference-stream: as SoulX-FlashHead streams, the 8 s before each "
-                               "chunk's end; reference-once: the whole file at once, as its once mode; lookahead: ours, "
-                               "the same features for any chunking, each frame hearing 8 frames ahead. The reference "
-                               "modes fix the sampler's chunk_latents and continuity_n to the preset's."),
+                io.Int.Input(
+                    "frames",
+                    default=0,
+                    min=0,
+                    max=1_000_000,
+                    tooltip="Video frames to make; 0 follows the audio's length.",
+                ),
+                io.Combo.Input(
+                    "audio_context",
+                    options=["preset", *AUDIO_CONTEXTS],
+                    default="preset",
+                    optional=True,
+                    tooltip="What speech wav2vec2 hears for each chunk. preset: the model's own (flashhead-lite: "
+                    "reference-stream). reference-stream: as SoulX-FlashHead streams, the 8 s before each "
+                    "chunk's end; reference-once: the whole file at once, as its once mode; lookahead: ours, "
+                    "the same features for any chunking, each frame hearing 8 frames ahead. The reference "
+                    "modes fix the sampler's chunk_latents and continuity_n to the preset's.",
+                ),
             ],
             outputs=[RAPAudioEmbeds.Output(display_name="audio_embeds"), io.Int.Output(display_name="frames")],
         )
@@ -53,9 +63,17 @@ class RAPAudioEncode(io.ComfyNode):
         mono = audio_to_mono(waveform, audio["sample_rate"], config.audio.sample_rate)  # [S']
         load(audio_encoder)
         bar = comfy.utils.ProgressBar(1)
-        features = held_audio(audio_encoder.model, mono, config, sampling, frames or None,
-                              progress=lambda done, total: bar.update_absolute(done, total))
-        embeds = AudioEmbeds(features.to(mm.intermediate_device()), waveform.float().cpu(), int(audio["sample_rate"]), config)
+        features = held_audio(
+            audio_encoder.model,
+            mono,
+            config,
+            sampling,
+            frames or None,
+            progress=lambda done, total: bar.update_absolute(done, total),
+        )
+        embeds = AudioEmbeds(
+            features.to(mm.intermediate_device()), waveform.float().cpu(), int(audio["sample_rate"]), config
+        )
         return io.NodeOutput(embeds, embeds.num_frames)
 
 
@@ -72,11 +90,16 @@ class RAPReferenceEncode(io.ComfyNode):
             inputs=[
                 RAPVae.Input("vae"),
                 io.Image.Input("image"),
-                io.Combo.Input("framing", options=["preset", *POLICIES], default="preset", optional=True,
-                               tooltip="face: the detected face, framed as the model's training portraits are (the "
-                               "largest face; the centre if none is found). centre: the photo scaled to cover the "
-                               "model's size, centre-cropped. preset: the model's own (flashhead-lite: centre, as its "
-                               "authors run it; the others: face)."),
+                io.Combo.Input(
+                    "framing",
+                    options=["preset", *POLICIES],
+                    default="preset",
+                    optional=True,
+                    tooltip="face: the detected face, framed as the model's training portraits are (the "
+                    "largest face; the centre if none is found). centre: the photo scaled to cover the "
+                    "model's size, centre-cropped. preset: the model's own (flashhead-lite: centre, as its "
+                    "authors run it; the others: face).",
+                ),
             ],
             outputs=[
                 RAPReference.Output(display_name="reference"),
@@ -91,8 +114,9 @@ class RAPReferenceEncode(io.ComfyNode):
         framed = frame_for(config, image, None if framing == "preset" else framing)
         picture = framed.picture()  # [3, H, W] in [-1, 1]
         load(vae)
-        reference = encode_reference(vae.model, picture.to(vae.device, vae.dtype), config.sampling.chunk_latents,
-                                     face_box=framed.face_box())
+        reference = encode_reference(
+            vae.model, picture.to(vae.device, vae.dtype), config.sampling.chunk_latents, face_box=framed.face_box()
+        )
         cropped = rearrange(framed.crop(), "h w c -> 1 h w c")  # [1, H, W, 3]
         return io.NodeOutput(reference.to(mm.intermediate_device()), cropped, framed)
 

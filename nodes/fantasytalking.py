@@ -31,34 +31,83 @@ class RAPFantasyTalkingApply(io.ComfyNode):
                 RAPFantasyTalking.Input("fantasytalking"),
                 RAPAudioEncoder.Input("audio_encoder", tooltip=f"{WAV2VEC2_REPO} (RAP Audio Encoder Loader)."),
                 io.Audio.Input("audio", tooltip="Speech; any sample rate and channel count (mixed down to mono)."),
-                io.Int.Input("fps", default=23, min=1, max=120,
-                             tooltip="The video's frame rate (FantasyTalking was trained at 23); use the same in Create Video."),
-                io.Float.Input("audio_scale", default=1.0, min=0.0, max=10.0, step=0.05,
-                               tooltip="Weight of the audio attention; 0 leaves the model as it was."),
-                io.Float.Input("audio_cfg", default=4.5, min=1.0, max=20.0, step=0.1,
-                               tooltip="Audio guidance (an extra model pass per step where it applies); 1 turns it off. "
-                               "Higher follows the speech more closely."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
-                               tooltip="Where in the schedule audio guidance starts."),
-                io.Float.Input("end_percent", default=0.8, min=0.0, max=1.0, step=0.01,
-                               tooltip="Where it ends. Below about 0.4 lip sync suffers; 1.0 can blur the first frame."),
+                io.Int.Input(
+                    "fps",
+                    default=23,
+                    min=1,
+                    max=120,
+                    tooltip="The video's frame rate (FantasyTalking was trained at 23); use the same in Create Video.",
+                ),
+                io.Float.Input(
+                    "audio_scale",
+                    default=1.0,
+                    min=0.0,
+                    max=10.0,
+                    step=0.05,
+                    tooltip="Weight of the audio attention; 0 leaves the model as it was.",
+                ),
+                io.Float.Input(
+                    "audio_cfg",
+                    default=4.5,
+                    min=1.0,
+                    max=20.0,
+                    step=0.1,
+                    tooltip="Audio guidance (an extra model pass per step where it applies); 1 turns it off. "
+                    "Higher follows the speech more closely.",
+                ),
+                io.Float.Input(
+                    "start_percent",
+                    default=0.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Where in the schedule audio guidance starts.",
+                ),
+                io.Float.Input(
+                    "end_percent",
+                    default=0.8,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="Where it ends. Below about 0.4 lip sync suffers; 1.0 can blur the first frame.",
+                ),
             ],
             outputs=[io.Model.Output(display_name="model"), io.Int.Output(display_name="length")],
         )
 
     @classmethod
-    def execute(cls, model, fantasytalking, audio_encoder, audio: dict, fps: int, audio_scale: float, audio_cfg: float,
-                start_percent: float, end_percent: float) -> io.NodeOutput:
+    def execute(
+        cls,
+        model,
+        fantasytalking,
+        audio_encoder,
+        audio: dict,
+        fps: int,
+        audio_scale: float,
+        audio_cfg: float,
+        start_percent: float,
+        end_percent: float,
+    ) -> io.NodeOutput:
         if start_percent > end_percent:
-            raise RAPInputError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); give start <= end.")
+            raise RAPInputError(
+                f"start_percent ({start_percent}) is after end_percent ({end_percent}); give start <= end."
+            )
         encoder = audio_encoder.model
         if not isinstance(encoder, Wav2Vec2Encoder) or encoder.model.config.hidden_size != AUDIO_DIM:
-            raise RAPInputError(f"FantasyTalking needs {WAV2VEC2_REPO}'s features ({AUDIO_DIM} channels); load that "
-                                "folder with RAP Audio Encoder Loader.")
+            raise RAPInputError(
+                f"FantasyTalking needs {WAV2VEC2_REPO}'s features ({AUDIO_DIM} channels); load that "
+                "folder with RAP Audio Encoder Loader."
+            )
         mono = audio_to_mono(audio["waveform"][0], audio["sample_rate"], SAMPLE_RATE)  # [S]
         load(audio_encoder)
         tokens = speech_tokens(encoder, fantasytalking, mono)  # [N, 2048]
         length = video_length(mono.numel(), SAMPLE_RATE, fps)
-        talk = WanAudio(tokens, tokens_per_frame(tokens.shape[0], mono.numel(), SAMPLE_RATE, fps), audio_scale, audio_cfg,
-                        start_percent, end_percent)
+        talk = WanAudio(
+            tokens,
+            tokens_per_frame(tokens.shape[0], mono.numel(), SAMPLE_RATE, fps),
+            audio_scale,
+            audio_cfg,
+            start_percent,
+            end_percent,
+        )
         return io.NodeOutput(patch_wan(model, fantasytalking, talk), length)

@@ -40,7 +40,8 @@ def _relative(source: WeightSource) -> str:
 
 
 def file_choices(*known: WeightSource, builtin: bool = True) -> list[str]:
-    """The built-in weights (unless `builtin` is false), then every weight file under the rap folders and the known files."""
+    """The built-in weights (unless `builtin` is false), then every weight file under the rap folders and the
+    known files."""
     names = set(folder_paths.get_filename_list(FOLDER)) | {_relative(source) for source in known}
     return [BUILTIN, *sorted(names)] if builtin else sorted(names)
 
@@ -69,7 +70,11 @@ def resolve(
         if preset is None:
             raise RAPInputError(f"There are no '{BUILTIN}' weights here; choose a weight file.")
         if not has_builtin(preset):
-            fix = "with preset auto, choose a weight file" if preset == AUTO else f"choose a weight file for preset '{preset}'"
+            fix = (
+                "with preset auto, choose a weight file"
+                if preset == AUTO
+                else f"choose a weight file for preset '{preset}'"
+            )
             raise RAPInputError(
                 f"'{BUILTIN}' weights exist only for presets {' and '.join(BUILTIN_PRESETS)}; set the preset to one of "
                 f"them, or {fix}."

@@ -33,7 +33,9 @@ WAV2VEC2_PRESET = "flashhead-lite"  # preset auto with a wav2vec2 folder: flashh
 
 def _preset_input() -> io.Combo.Input:
     return io.Combo.Input(
-        "preset", options=[files.AUTO, *preset_names()], default=files.AUTO,
+        "preset",
+        options=[files.AUTO, *preset_names()],
+        default=files.AUTO,
         tooltip="Architecture and defaults. auto: read from the weight file (its metadata, else its keys and shapes; "
         "built-in weights need tiny or demo). flashhead-lite (public SoulX-FlashHead-Lite weights), rap-1.3b, "
         "demo (a small model trained on synthetic cartoon faces, built in, real time on a CPU) or tiny (random "
@@ -43,7 +45,8 @@ def _preset_input() -> io.Combo.Input:
 
 def _download_input() -> io.Boolean.Input:
     return io.Boolean.Input(
-        "download", default=False,
+        "download",
+        default=False,
         tooltip="Download a missing known file from Hugging Face into models/rap/ (needs internet).",
     )
 
@@ -57,12 +60,24 @@ class RAPModelLoader(io.ComfyNode):
             category=CATEGORY,
             description="Loads the RAP / FlashHead diffusion transformer from models/rap/.",
             inputs=[
-                io.Combo.Input("ckpt_name", options=files.file_choices(*DIT_FILES), tooltip="DiT weights in models/rap/, or built-in (presets demo and tiny)."),
+                io.Combo.Input(
+                    "ckpt_name",
+                    options=files.file_choices(*DIT_FILES),
+                    tooltip="DiT weights in models/rap/, or built-in (presets demo and tiny).",
+                ),
                 _preset_input(),
-                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="auto",
-                               tooltip="auto: bf16 on a GPU that supports it, else fp16, fp32 on a CPU."),
-                io.Combo.Input("attention", options=list(ATTENTION_BACKENDS), default="sdpa",
-                               tooltip="sdpa works everywhere; flash_attn and sage need their packages and a GPU."),
+                io.Combo.Input(
+                    "weight_dtype",
+                    options=list(WEIGHT_DTYPES),
+                    default="auto",
+                    tooltip="auto: bf16 on a GPU that supports it, else fp16, fp32 on a CPU.",
+                ),
+                io.Combo.Input(
+                    "attention",
+                    options=list(ATTENTION_BACKENDS),
+                    default="sdpa",
+                    tooltip="sdpa works everywhere; flash_attn and sage need their packages and a GPU.",
+                ),
                 _download_input(),
             ],
             outputs=[RAPModel.Output(display_name="model")],
@@ -75,9 +90,17 @@ class RAPModelLoader(io.ComfyNode):
     @classmethod
     def execute(cls, ckpt_name: str, preset: str, weight_dtype: str, attention: str, download: bool) -> io.NodeOutput:
         return _load(
-            ckpt_name, preset, DIT_FILES, download, weight_dtype, "dit",
+            ckpt_name,
+            preset,
+            DIT_FILES,
+            download,
+            weight_dtype,
+            "dit",
             lambda path, config, dtype: (builtin_dit if path is None else partial(load_dit, path))(
-                config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast,
+                config,
+                device=offload_device(),
+                dtype=dtype,
+                operations=comfy.ops.manual_cast,
                 attention_backend=attention,
             ),
         )
@@ -92,7 +115,11 @@ class RAPVAELoader(io.ComfyNode):
             category=CATEGORY,
             description="Loads the LTX-Video VAE (32x32x8 compression) the RAP model works in.",
             inputs=[
-                io.Combo.Input("vae_name", options=files.file_choices(*VAE_FILES), tooltip="VAE weights in models/rap/, or built-in (presets demo and tiny)."),
+                io.Combo.Input(
+                    "vae_name",
+                    options=files.file_choices(*VAE_FILES),
+                    tooltip="VAE weights in models/rap/, or built-in (presets demo and tiny).",
+                ),
                 _preset_input(),
                 io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="auto"),
                 _download_input(),
@@ -107,7 +134,12 @@ class RAPVAELoader(io.ComfyNode):
     @classmethod
     def execute(cls, vae_name: str, preset: str, weight_dtype: str, download: bool) -> io.NodeOutput:
         return _load(
-            vae_name, preset, VAE_FILES, download, weight_dtype, "vae",
+            vae_name,
+            preset,
+            VAE_FILES,
+            download,
+            weight_dtype,
+            "vae",
             lambda path, config, dtype: (builtin_vae if path is None else partial(load_vae, path))(
                 config, device=offload_device(), dtype=dtype, operations=comfy.ops.manual_cast
             ),
@@ -123,9 +155,12 @@ class RAPAudioEncoderLoader(io.ComfyNode):
             category=CATEGORY,
             description="Loads the wav2vec2 speech encoder (a transformers folder in models/rap/). Runs in float32.",
             inputs=[
-                io.Combo.Input("encoder", options=files.folder_choices(*ENCODER_FOLDERS),
-                               tooltip="A wav2vec2 folder (config.json, model.safetensors) in models/rap/, or built-in "
-                               "(demo's mel-spectrogram encoder; tiny's random wav2vec2)."),
+                io.Combo.Input(
+                    "encoder",
+                    options=files.folder_choices(*ENCODER_FOLDERS),
+                    tooltip="A wav2vec2 folder (config.json, model.safetensors) in models/rap/, or built-in "
+                    "(demo's mel-spectrogram encoder; tiny's random wav2vec2).",
+                ),
                 _preset_input(),
                 _download_input(),
             ],
@@ -154,10 +189,18 @@ class RAPFantasyTalkingLoader(io.ComfyNode):
             description="Loads FantasyTalking's audio weights (the official fantasytalking_model.ckpt or Kijai's "
             "fantasytalking_fp16.safetensors) from models/rap/, for RAP FantasyTalking Apply.",
             inputs=[
-                io.Combo.Input("weights", options=files.file_choices(*FANTASYTALKING_FILES, builtin=False),
-                               tooltip="FantasyTalking audio weights in models/rap/."),
-                io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="auto",
-                               tooltip="Use the Wan model's dtype; auto: bf16 on a GPU that supports it, else fp16, fp32 on a CPU."),
+                io.Combo.Input(
+                    "weights",
+                    options=files.file_choices(*FANTASYTALKING_FILES, builtin=False),
+                    tooltip="FantasyTalking audio weights in models/rap/.",
+                ),
+                io.Combo.Input(
+                    "weight_dtype",
+                    options=list(WEIGHT_DTYPES),
+                    default="auto",
+                    tooltip="Use the Wan model's dtype; auto: bf16 on a GPU that supports it, else fp16, fp32 on a "
+                    "CPU.",
+                ),
                 _download_input(),
             ],
             outputs=[RAPFantasyTalking.Output(display_name="fantasytalking")],
@@ -170,8 +213,9 @@ class RAPFantasyTalkingLoader(io.ComfyNode):
     @classmethod
     def execute(cls, weights: str, weight_dtype: str, download: bool) -> io.NodeOutput:
         path = files.resolve(weights, None, FANTASYTALKING_FILES, download)
-        model = load_fantasytalking(path, device=offload_device(), dtype=pick_dtype(weight_dtype),
-                                    operations=comfy.ops.manual_cast)
+        model = load_fantasytalking(
+            path, device=offload_device(), dtype=pick_dtype(weight_dtype), operations=comfy.ops.manual_cast
+        )
         return io.NodeOutput(model)
 
 

@@ -68,8 +68,11 @@ class WanAudio:
         chunks = transformer_options.get("cond_or_uncond", [0])
         silent_uncond = self.guided(executor.class_obj.model_sampling, t)
         silent_all = transformer_options.get(SILENT, False)
-        heard = [not silent_all and not (silent_uncond and chunk == UNCOND)
-                 for chunk in chunks for _ in range(x.shape[0] // len(chunks))]
+        heard = [
+            not silent_all and not (silent_uncond and chunk == UNCOND)
+            for chunk in chunks
+            for _ in range(x.shape[0] // len(chunks))
+        ]
         frames = self.frames(x.shape[2], heard, x.device, x.dtype)
         return executor(x, t, c_concat, c_crossattn, control, {**transformer_options, KEY: frames}, **kwargs)
 
@@ -81,7 +84,9 @@ class WanAudio:
             return out
         options = args["model_options"]
         quiet_options = {**options, "transformer_options": {**options["transformer_options"], SILENT: True}}
-        (quiet,) = comfy.samplers.calc_cond_batch(args["model"], [args["conds"][0]], args["input"], args["timestep"], quiet_options)
+        (quiet,) = comfy.samplers.calc_cond_batch(
+            args["model"], [args["conds"][0]], args["input"], args["timestep"], quiet_options
+        )
         return [quiet + (out[0] - quiet) * (self.audio_cfg / cond_scale), *out[1:]]
 
 

@@ -1,9 +1,9 @@
 """Command line:
-  python -m rap_core generate --preset P --image I --audio A --out O.mp4 [...]
-  python -m rap_core train-vae --preset P --out O [...]   (a VAE from scratch on the synthetic world)
-  python -m rap_core make-data --preset P --clips N --out D [...]   (synthetic training clips)
-  python -m rap_core train --preset P --data D --out O [...]   (several processes: torchrun ... -m rap_core train)
-  python -m rap_core eval --preset P [--dit ... --vae ... --audio-encoder ...] [...]
+python -m rap_core generate --preset P --image I --audio A --out O.mp4 [...]
+python -m rap_core train-vae --preset P --out O [...]   (a VAE from scratch on the synthetic world)
+python -m rap_core make-data --preset P --clips N --out D [...]   (synthetic training clips)
+python -m rap_core train --preset P --data D --out O [...]   (several processes: torchrun ... -m rap_core train)
+python -m rap_core eval --preset P [--dit ... --vae ... --audio-encoder ...] [...]
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from tqdm import tqdm
 from .audio_context import AUDIO_CONTEXTS
 from .config import get_preset, preset_names
 from .errors import RAPInputError
+from .eval.report import format_table
+from .eval.run import SWEEP_MEASURE, evaluate, intensity_sweep
 from .framing import POLICIES
+from .loading.builtin import builtin_vae, has_builtin, load_audio_encoder
+from .loading.models import load_vae
 from .media.container import read_audio, read_image, write_mp4
 from .pipeline import RAPPipeline
 from .sampling.continuity import CONTINUITIES
 from .timing import video_frame_count
-from .eval.report import format_table
-from .eval.run import SWEEP_MEASURE, evaluate, intensity_sweep
-from .loading.builtin import builtin_vae, has_builtin, load_audio_encoder
-from .loading.models import load_vae
 from .training.autoencoder import VAETrainConfig, train_vae
 from .training.data import ClipSet, save_clips, synthetic_clips
 from .training.trainer import TrainConfig, train
@@ -54,21 +54,32 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--continuity", choices=sorted(CONTINUITIES))
     gen.add_argument("--inherit-latents", type=int, help="n latent frames inherited per step")
     gen.add_argument("--chunk-latents", type=int, help="latent frames per chunk")
-    gen.add_argument("--audio-context", choices=AUDIO_CONTEXTS,
-                     help="what speech wav2vec2 hears per chunk (preset default if omitted; flashhead-lite: "
-                     "reference-stream, as its authors stream; reference-once: the whole file at once, as their once "
-                     "mode; lookahead: ours, chunk-independent features hearing 8 frames ahead)")
-    gen.add_argument("--framing", type=_framing,
-                     help="which part of the photo is animated: face (around the detected face), centre (the photo "
-                     "scaled to cover the model's size, centre-cropped) or TOP,BOTTOM,LEFT,RIGHT in photo pixels; "
-                     "preset default if omitted (centre for flashhead-lite, as its authors run it; else face)")
-    gen.add_argument("--paste-back", action="store_true",
-                     help="paste the animated part back into the photo: the video gets the photo's size "
-                     "(cut to even width and height for H.264)")
-    gen.add_argument("--expression", type=float,
-                     help="mouth/expression intensity 0..1 (0.5 = natural; DiTs with intensity controls)")
-    gen.add_argument("--head-motion", type=float,
-                     help="head motion intensity 0..1 (0.5 = natural; DiTs with intensity controls)")
+    gen.add_argument(
+        "--audio-context",
+        choices=AUDIO_CONTEXTS,
+        help="what speech wav2vec2 hears per chunk (preset default if omitted; flashhead-lite: "
+        "reference-stream, as its authors stream; reference-once: the whole file at once, as their once "
+        "mode; lookahead: ours, chunk-independent features hearing 8 frames ahead)",
+    )
+    gen.add_argument(
+        "--framing",
+        type=_framing,
+        help="which part of the photo is animated: face (around the detected face), centre (the photo "
+        "scaled to cover the model's size, centre-cropped) or TOP,BOTTOM,LEFT,RIGHT in photo pixels; "
+        "preset default if omitted (centre for flashhead-lite, as its authors run it; else face)",
+    )
+    gen.add_argument(
+        "--paste-back",
+        action="store_true",
+        help="paste the animated part back into the photo: the video gets the photo's size "
+        "(cut to even width and height for H.264)",
+    )
+    gen.add_argument(
+        "--expression", type=float, help="mouth/expression intensity 0..1 (0.5 = natural; DiTs with intensity controls)"
+    )
+    gen.add_argument(
+        "--head-motion", type=float, help="head motion intensity 0..1 (0.5 = natural; DiTs with intensity controls)"
+    )
     vae = commands.add_parser("train-vae", help="train the preset's VAE from scratch on the synthetic world")
     vae.add_argument("--preset", required=True, choices=preset_names())
     vae.add_argument("--out", required=True, help="folder for vae.safetensors and vae_log.jsonl")
@@ -85,11 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seconds", type=float, default=12.0)
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--continuity", nargs="+", default=sorted(CONTINUITIES), choices=sorted(CONTINUITIES))
-    check.add_argument("--sweep", choices=sorted(SWEEP_MEASURE),
-                       help="instead: sweep this motion-intensity control (first --continuity) over --levels")
+    check.add_argument(
+        "--sweep",
+        choices=sorted(SWEEP_MEASURE),
+        help="instead: sweep this motion-intensity control (first --continuity) over --levels",
+    )
     check.add_argument("--levels", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
-    check.add_argument("--no-identity", action="store_true",
-                       help="ablation: run the DiT without its identity branch (same weights otherwise)")
+    check.add_argument(
+        "--no-identity",
+        action="store_true",
+        help="ablation: run the DiT without its identity branch (same weights otherwise)",
+    )
     _weight_args(check, dit=True)
     fit = commands.add_parser("train", help="train the DiT of a preset on encoded clips (resumes from --out)")
     fit.add_argument("--preset", required=True, choices=preset_names())
@@ -117,8 +134,9 @@ def _config_args(parser: argparse.ArgumentParser, config_type) -> None:
     defaults = config_type()
     for field in fields(config_type):
         default = getattr(defaults, field.name)
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=str if default is None else type(default),
-                            default=default)
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}", type=str if default is None else type(default), default=default
+        )
 
 
 def run_vae_training(args: argparse.Namespace) -> int:
@@ -157,14 +175,17 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.no_identity:
         pipe.dit.drop_identity()
     if args.sweep:
-        rows, rho = intensity_sweep(pipe, args.sweep, args.levels, args.clips, args.seconds, args.seed,
-                                    continuity=args.continuity[0])
+        rows, rho = intensity_sweep(
+            pipe, args.sweep, args.levels, args.clips, args.seconds, args.seed, continuity=args.continuity[0]
+        )
         print(format_table(rows, [args.sweep, "r", "lag", "mouth_std", "head_amplitude"]))
         print(f"spearman({args.sweep}, {SWEEP_MEASURE[args.sweep]}) = {rho:.3f}")
         return 0
     rows = []
     for continuity in tqdm(args.continuity, unit="mode", desc="eval"):
-        rows.append({"continuity": continuity, **evaluate(pipe, args.clips, args.seconds, args.seed, continuity=continuity)})
+        rows.append(
+            {"continuity": continuity, **evaluate(pipe, args.clips, args.seconds, args.seed, continuity=continuity)}
+        )
     columns = ["continuity", "r", "lag", "shuffled_r", "mouth_std", "head_amplitude", "drift_ratio", "identity_error"]
     print(format_table(rows, columns))
     return 0
@@ -181,13 +202,25 @@ def run_training(args: argparse.Namespace) -> int:
 def generate(args: argparse.Namespace) -> int:
     _check_weight_flags(args)
     pipe = RAPPipeline.from_preset(
-        args.preset, dit=args.dit, vae=args.vae, audio_encoder=args.audio_encoder,
-        device=args.device, dtype=_DTYPES[args.dtype],
+        args.preset,
+        dit=args.dit,
+        vae=args.vae,
+        audio_encoder=args.audio_encoder,
+        device=args.device,
+        dtype=_DTYPES[args.dtype],
     )
     options = {
         key: getattr(args, key)
-        for key in ("audio_context", "steps", "cfg_scale", "continuity", "inherit_latents", "chunk_latents",
-                    "expression", "head_motion")
+        for key in (
+            "audio_context",
+            "steps",
+            "cfg_scale",
+            "continuity",
+            "inherit_latents",
+            "chunk_latents",
+            "expression",
+            "head_motion",
+        )
         if getattr(args, key) is not None
     }
     waveform, sample_rate = read_audio(args.audio)
@@ -195,8 +228,16 @@ def generate(args: argparse.Namespace) -> int:
     frames = video_frame_count(waveform.shape[-1], sample_rate, pipe.config.fps)
     total = len(pipe.chunk_plan(frames, **options)) * pipe.sampling(**options).steps
     with tqdm(total=total, unit="step", desc="generate") as bar:
-        chunks = pipe.stream(image, waveform, sample_rate, seed=args.seed, progress=lambda *_: bar.update(1),
-                             framing=args.framing, paste_back=args.paste_back, **options)
+        chunks = pipe.stream(
+            image,
+            waveform,
+            sample_rate,
+            seed=args.seed,
+            progress=lambda *_: bar.update(1),
+            framing=args.framing,
+            paste_back=args.paste_back,
+            **options,
+        )
         if args.paste_back:  # the photo's size, cut to even sides for yuv420p
             chunks = (chunk[:, : chunk.shape[1] // 2 * 2, : chunk.shape[2] // 2 * 2] for chunk in chunks)
         written = write_mp4(args.out, chunks, pipe.config.fps, audio=waveform, sample_rate=sample_rate)
@@ -208,8 +249,11 @@ def _check_weight_flags(args: argparse.Namespace) -> None:
     """A preset without built-in weights needs its files: say which flags and downloads."""
     if has_builtin(args.preset):
         return
-    flags = [flag for flag, value in (("--dit", args.dit), ("--vae", args.vae), ("--audio-encoder", args.audio_encoder))
-             if value is None]
+    flags = [
+        flag
+        for flag, value in (("--dit", args.dit), ("--vae", args.vae), ("--audio-encoder", args.audio_encoder))
+        if value is None
+    ]
     if flags:
         raise RAPInputError(
             f"Preset '{args.preset}' has no built-in weights: give {', '.join(flags)} (for flashhead-lite: "
@@ -224,8 +268,13 @@ def _check_weight_flags(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"generate": generate, "train-vae": run_vae_training, "make-data": make_data,
-                    "train": run_training, "eval": run_eval}
+        commands = {
+            "generate": generate,
+            "train-vae": run_vae_training,
+            "make-data": make_data,
+            "train": run_training,
+            "eval": run_eval,
+        }
         return commands[args.command](args)
     except RAPInputError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -56,7 +56,7 @@ def _silence_padded(waveform: torch.Tensor, start: int, length: int) -> torch.Te
 
 
 class StreamAudio:
-    """"reference-stream", lazily: the windows of chunk [start, end) come from one encoder call on the
+    """ "reference-stream", lazily: the windows of chunk [start, end) come from one encoder call on the
     `context_seconds` of audio ending at frame `end`."""
 
     context = "reference-stream"
@@ -88,8 +88,9 @@ class StreamAudio:
             )
         return frame_windows(self._encoded(end), self.window)[:, start - end :]
 
-    def hold(self, chunks: list[Chunk], clip: int, temporal_stride: int,
-             progress: Callable[[int, int], None] | None = None) -> StreamWindows:
+    def hold(
+        self, chunks: list[Chunk], clip: int, temporal_stride: int, progress: Callable[[int, int], None] | None = None
+    ) -> StreamWindows:
         """What every chunk of the plan `chunks` (of `clip` frames) reads, computed now and held in memory."""
         blocks, margin = {}, self.window // 2
         for done, chunk in enumerate(chunks, 1):
@@ -102,7 +103,7 @@ class StreamAudio:
 
 @dataclasses.dataclass(frozen=True)
 class StreamWindows:
-    """"reference-stream" held in memory: per chunk end, the features of its frames and the W//2
+    """ "reference-stream" held in memory: per chunk end, the features of its frames and the W//2
     frames before them (enough for their windows)."""
 
     context: ClassVar[str] = "reference-stream"
@@ -130,7 +131,7 @@ class StreamWindows:
 
 @dataclasses.dataclass(frozen=True)
 class OnceAudio:
-    """"reference-once": the whole track, padded as the reference pads it for chunks of `clip`
+    """ "reference-once": the whole track, padded as the reference pads it for chunks of `clip`
     frames overlapping by `overlap`, encoded in one call; windows clamped at its last frame."""
 
     context: ClassVar[str] = "reference-once"
@@ -143,8 +144,15 @@ class OnceAudio:
     num_frames: int
 
     @classmethod
-    def encode(cls, encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, clip: int, overlap: int,
-               num_frames: int | None = None) -> OnceAudio:
+    def encode(
+        cls,
+        encoder: SpeechEncoder,
+        waveform: torch.Tensor,
+        config: RAPConfig,
+        clip: int,
+        overlap: int,
+        num_frames: int | None = None,
+    ) -> OnceAudio:
         """num_frames: the talk's length (default: the audio's); a longer talk hears silence after the speech."""
         check_mono(waveform)
         num_frames = num_frames or video_frame_count(waveform.numel(), config.audio.sample_rate, config.fps)
@@ -166,8 +174,9 @@ class OnceAudio:
             )
         return frame_windows(self.features[None], self.window)[:, start:end]  # [1, end - start, W, L, C]
 
-    def hold(self, chunks: list[Chunk], clip: int, temporal_stride: int,
-             progress: Callable[[int, int], None] | None = None) -> OnceAudio:
+    def hold(
+        self, chunks: list[Chunk], clip: int, temporal_stride: int, progress: Callable[[int, int], None] | None = None
+    ) -> OnceAudio:
         """Already in memory: itself."""
         if progress is not None:
             progress(1, 1)
@@ -177,8 +186,13 @@ class OnceAudio:
         return dataclasses.replace(self, features=self.features.to(device))
 
 
-def chunk_audio(encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, sampling: SamplingConfig,
-                num_frames: int | None = None):
+def chunk_audio(
+    encoder: SpeechEncoder,
+    waveform: torch.Tensor,
+    config: RAPConfig,
+    sampling: SamplingConfig,
+    num_frames: int | None = None,
+):
     """The lazy audio of `sampling.audio_context` for a talk of `num_frames` frames (default: the
     audio's) over mono `waveform` [S], chunked as `sampling` chunks: AudioFeatures, StreamAudio or
     OnceAudio. Each has `windows(start, end)`, `num_frames`, `leads` (whether the chunk grid starts
@@ -195,8 +209,14 @@ def chunk_audio(encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfi
     return modes[sampling.audio_context]()
 
 
-def held_audio(encoder: SpeechEncoder, waveform: torch.Tensor, config: RAPConfig, sampling: SamplingConfig,
-               num_frames: int | None = None, progress: Callable[[int, int], None] | None = None):
+def held_audio(
+    encoder: SpeechEncoder,
+    waveform: torch.Tensor,
+    config: RAPConfig,
+    sampling: SamplingConfig,
+    num_frames: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+):
     """`chunk_audio`, computed now for `sampling`'s chunk plan and held in memory (ComfyUI's
     RAP_AUDIO_EMBEDS): an EncodedAudio (any chunking), StreamWindows or OnceAudio."""
     audio, stride = chunk_audio(encoder, waveform, config, sampling, num_frames), config.vae.temporal_stride

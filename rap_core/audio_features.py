@@ -67,7 +67,8 @@ class AudioFeatures:
         if audio.segment_frames < 1 or audio.lookahead_frames < 0 or audio.context_seconds < 0:
             raise RAPInputError(
                 f"Audio segments need segment_frames >= 1, lookahead_frames >= 0 and context_seconds >= 0; "
-                f"got {audio.segment_frames}, {audio.lookahead_frames} and {audio.context_seconds}. Fix the AudioConfig."
+                f"got {audio.segment_frames}, {audio.lookahead_frames} and {audio.context_seconds}. "
+                "Fix the AudioConfig."
             )
         self.encoder, self.waveform, self.fps = encoder, waveform.float(), fps
         self.sample_rate, self.window = audio.sample_rate, audio.window

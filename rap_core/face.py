@@ -37,6 +37,8 @@ def face_crop(picture: torch.Tensor, box: tuple[float, float, float, float] | No
 
 
 @torch.no_grad()
-def encode_face(vae: VideoVAE, picture: torch.Tensor, box: tuple[float, float, float, float] | None = None) -> torch.Tensor:
+def encode_face(
+    vae: VideoVAE, picture: torch.Tensor, box: tuple[float, float, float, float] | None = None
+) -> torch.Tensor:
     """picture [3, H, W] in [-1, 1] on the VAE's device and dtype -> the face latent [1, C, 1, h, w]."""
     return vae.encode(rearrange(face_crop(picture, box), "c h w -> 1 c 1 h w"))

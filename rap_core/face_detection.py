@@ -117,8 +117,9 @@ def _faces_in(pyramid: Pyramid, squares: list[Square]) -> tuple[torch.Tensor, to
     return rearrange(corners, "n a c k -> n a (c k)"), points * side + origin, scores.masked_fill(cut, 0.0)
 
 
-def _merged(boxes: torch.Tensor, points: torch.Tensor, scores: torch.Tensor,
-            min_score: float = MIN_SCORE) -> list[Detection]:
+def _merged(
+    boxes: torch.Tensor, points: torch.Tensor, scores: torch.Tensor, min_score: float = MIN_SCORE
+) -> list[Detection]:
     """weighted_nms over all anchors of some squares: boxes [N, 896, 4], keypoints [N, 896, 6, 2], scores [N, 896]."""
     return weighted_nms(
         rearrange(boxes, "n a k -> (n a) k"),  # [N*896, 4]
@@ -162,8 +163,10 @@ def detect_faces(image: torch.Tensor) -> list[Detection]:
     Squares are cut from the photo's Pyramid: one downscale of the photo serves all levels.
     """
     if image.ndim != 3 or image.shape[0] != 3 or min(image.shape[1:]) < 1:
-        raise RAPInputError(f"detect_faces takes an RGB image [3, H, W] of floats 0..1, got shape "
-                            f"{tuple(image.shape)}; for a [H, W, 3] photo pass rearrange(photo, 'h w c -> c h w').")
+        raise RAPInputError(
+            f"detect_faces takes an RGB image [3, H, W] of floats 0..1, got shape "
+            f"{tuple(image.shape)}; for a [H, W, 3] photo pass rearrange(photo, 'h w c -> c h w')."
+        )
     _, height, width = image.shape
     levels = search_levels(height, width)
     pyramid = Pyramid.of(image.float(), levels)

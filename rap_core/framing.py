@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .errors import RAPInputError
 from .config import RAPConfig
+from .errors import RAPInputError
 from .face_detection import detect_faces
 from .media.normalise import cover_and_crop, prepare_image, rgb_image
 
@@ -35,8 +35,9 @@ POLICY_HELP = "The framing policy must be 'face', 'centre' or a box (top, bottom
 Box = tuple[int, int, int, int]  # (top, bottom, left, right) in photo pixels, bottom/right exclusive
 
 
-def _region_around(centre_y: float, top_share: float, centre_x: float, region_w: float, aspect: float,
-                   height: int, width: int) -> Box:
+def _region_around(
+    centre_y: float, top_share: float, centre_x: float, region_w: float, aspect: float, height: int, width: int
+) -> Box:
     """The region `region_w` pixels wide and `aspect` (height / width) times as tall, with `top_share` of
     its height above centre_y and centred on centre_x; shrunk (keeping its aspect) where the photo is
     smaller, then shifted inside it. Pixels rounded; at least 8 a side, the smallest image prepare_image takes."""
@@ -68,7 +69,12 @@ def _centre_box(height: int, width: int, model_h: int, model_w: int) -> Box:
     """The part of an height x width photo that prepare_image's cover-and-crop keeps, in photo pixels."""
     (cover_h, cover_w), (off_y, off_x) = cover_and_crop(height, width, model_h, model_w)
     top, left = round(off_y * height / cover_h), round(off_x * width / cover_w)
-    return top, min(top + round(model_h * height / cover_h), height), left, min(left + round(model_w * width / cover_w), width)
+    return (
+        top,
+        min(top + round(model_h * height / cover_h), height),
+        left,
+        min(left + round(model_w * width / cover_w), width),
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,8 +109,12 @@ class Framing:
             return None
         top, bottom, left, right = self.box
         f_top, f_bottom, f_left, f_right = self.face
-        fractions = ((f_top - top) / (bottom - top), (f_bottom - top) / (bottom - top),
-                     (f_left - left) / (right - left), (f_right - left) / (right - left))
+        fractions = (
+            (f_top - top) / (bottom - top),
+            (f_bottom - top) / (bottom - top),
+            (f_left - left) / (right - left),
+            (f_right - left) / (right - left),
+        )
         top_f, bottom_f, left_f, right_f = (min(max(value, 0.0), 1.0) for value in fractions)
         return (top_f, bottom_f, left_f, right_f) if top_f < bottom_f and left_f < right_f else None
 
@@ -126,14 +136,16 @@ class Framing:
         if not torch.isfinite(x).all():
             raise RAPInputError("Frames to paste contain NaN or infinite values; the generation diverged.")
         top, bottom, left, right = self.box
-        weight = _feather(bottom - top, right - left, (top > 0, bottom < self.photo.shape[0],
-                                                       left > 0, right < self.photo.shape[1]))[..., None]  # [bh, bw, 1]
+        weight = _feather(
+            bottom - top, right - left, (top > 0, bottom < self.photo.shape[0], left > 0, right < self.photo.shape[1])
+        )[..., None]  # [bh, bw, 1]
         out = self.photo[None].repeat(x.shape[0], 1, 1, 1)  # [N, H, W, 3]
         region = self.photo[top:bottom, left:right]  # [bh, bw, 3]
         for start in range(0, x.shape[0], PASTE_BATCH):
             batch = rearrange(x[start : start + PASTE_BATCH].to(self.photo.device, torch.float32), "n h w c -> n c h w")
-            batch = F.interpolate(batch, size=(bottom - top, right - left), mode="bilinear", align_corners=False,
-                                  antialias=True).clamp(0, 1)  # [n, 3, bh, bw]
+            batch = F.interpolate(
+                batch, size=(bottom - top, right - left), mode="bilinear", align_corners=False, antialias=True
+            ).clamp(0, 1)  # [n, 3, bh, bw]
             blended = region + (rearrange(batch, "n c h w -> n h w c") - region) * weight  # [n, bh, bw, 3]
             out[start : start + PASTE_BATCH, top:bottom, left:right] = blended
             if progress is not None:
@@ -195,5 +207,6 @@ def frame_portrait(image, height: int, width: int, policy="face", face_ratio: fl
 def frame_for(config: RAPConfig, image, policy=None) -> Framing:
     """Frame a photo for a preset's model: its size and face ratio, and `policy` ("face", "centre", a box)
     or None for the preset's own framing (RAPConfig.framing)."""
-    return frame_portrait(image, config.height, config.width, config.framing if policy is None else policy,
-                          config.face_ratio)
+    return frame_portrait(
+        image, config.height, config.width, config.framing if policy is None else policy, config.face_ratio
+    )

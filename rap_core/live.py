@@ -200,8 +200,16 @@ class LiveTalk:
     """A talk fed as audio arrives (see the module docstring): `push`, `end`, `clear`, `stop`, and
     `poll` for what is ready."""
 
-    def __init__(self, pipe: RAPPipeline, image, sample_rate: int, seed: int = 0, framing=None,
-                 face_box: tuple[float, float, float, float] | None = None, **options):
+    def __init__(
+        self,
+        pipe: RAPPipeline,
+        image,
+        sample_rate: int,
+        seed: int = 0,
+        framing=None,
+        face_box: tuple[float, float, float, float] | None = None,
+        **options,
+    ):
         """image, seed, framing and face_box as for `RAPPipeline.stream`; sample_rate: of the pushed
         audio, a whole number of samples per video frame (8000, 16000, 22050, 24000, 44100, 48000 Hz
         ...). options: SamplingConfig fields; `chunk_latents` sets the chunk and so the latency (a
@@ -236,8 +244,16 @@ class LiveTalk:
             )
         framed = pipe.frame(image, framing)
         picture = framed.picture().to(pipe.device, pipe.dtype)  # [3, H, W]
-        self._talk, self._reference = Talk.start(self.sampling, pipe.dit, pipe.vae, picture, seed, None, leads=True,
-                                                 face_box=framed.face_box() if face_box is None else face_box)
+        self._talk, self._reference = Talk.start(
+            self.sampling,
+            pipe.dit,
+            pipe.vae,
+            picture,
+            seed,
+            None,
+            leads=True,
+            face_box=framed.face_box() if face_box is None else face_box,
+        )
         self.step = self._talk.chunks.step  # frames each chunk adds
         self._lock = threading.Lock()
         self._said, self._heard = _Track(), _Track()  # input-rate audio not yet handed out; model-rate audio
@@ -354,9 +370,13 @@ class LiveTalk:
             self._heard.pad_to(end * self._model_frame_samples)
         chunk = self._talk.chunks[self._taken]
         heard_from = self._heard.start // self._model_frame_samples
-        job = _Job(chunk, self._heard.read(self._heard.start, end * self._model_frame_samples), heard_from,
-                   self._said.read(first * self._frame_samples, end * self._frame_samples),
-                   [done for done in self._ends if done.first + done.frames <= end])
+        job = _Job(
+            chunk,
+            self._heard.read(self._heard.start, end * self._model_frame_samples),
+            heard_from,
+            self._said.read(first * self._frame_samples, end * self._frame_samples),
+            [done for done in self._ends if done.first + done.frames <= end],
+        )
         self._ends = [done for done in self._ends if done.first + done.frames > end]
         self._taken += 1
         following = end + self.step  # the next chunk's end: it hears the cache before it

@@ -19,10 +19,9 @@ import torch
 from .audio_context import chunk_audio, leads
 from .config import RAPConfig, SamplingConfig, get_preset
 from .errors import RAPInputError
-from .loading.builtin import load_audio_encoder
-from .loading.builtin import builtin_dit, builtin_vae, has_builtin
-from .loading.models import load_dit, load_vae
 from .framing import Framing, frame_for
+from .loading.builtin import builtin_dit, builtin_vae, has_builtin, load_audio_encoder
+from .loading.models import load_dit, load_vae
 from .media.normalise import audio_to_mono
 from .models.audio import SpeechEncoder
 from .models.dit import RAPTransformer
@@ -69,9 +68,11 @@ class RAPPipeline:
                 "safetensors and the wav2vec2 folder; see README, 'models/rap/')."
             )
         networks = (
-            builtin_dit(config, device=device, dtype=dtype, attention_backend=attention_backend) if dit is None
+            builtin_dit(config, device=device, dtype=dtype, attention_backend=attention_backend)
+            if dit is None
             else load_dit(dit, config, device=device, dtype=dtype, attention_backend=attention_backend),
-            builtin_vae(config, device=device, dtype=dtype) if vae is None
+            builtin_vae(config, device=device, dtype=dtype)
+            if vae is None
             else load_vae(vae, config, device=device, dtype=dtype),
             load_audio_encoder(config, audio_encoder, device=device),
         )
@@ -91,8 +92,13 @@ class RAPPipeline:
     def chunk_plan(self, num_frames: int, **options) -> list[Chunk]:
         """The chunks a clip of `num_frames` video frames is generated in (for progress bars)."""
         sampling = self.sampling(**options)
-        return plan_chunks(num_frames, sampling.chunk_latents, overlap_latents(sampling), self.vae.temporal_stride,
-                           leads(sampling.audio_context))
+        return plan_chunks(
+            num_frames,
+            sampling.chunk_latents,
+            overlap_latents(sampling),
+            self.vae.temporal_stride,
+            leads(sampling.audio_context),
+        )
 
     def frame(self, image, framing=None) -> Framing:
         """The photo framed for this model (framing.frame_portrait): `framing` "face", "centre", a box
@@ -101,9 +107,16 @@ class RAPPipeline:
 
     @torch.no_grad()
     def stream(
-        self, image, audio, sample_rate: int, seed: int = 0, progress: StepCallback | None = None,
-        face_box: tuple[float, float, float, float] | None = None, framing=None, paste_back: bool = False,
-        **options
+        self,
+        image,
+        audio,
+        sample_rate: int,
+        seed: int = 0,
+        progress: StepCallback | None = None,
+        face_box: tuple[float, float, float, float] | None = None,
+        framing=None,
+        paste_back: bool = False,
+        **options,
     ) -> Iterator[torch.Tensor]:
         """Yield the video as chunks of frames [n, H, W, 3] float32 in 0..1 on the CPU, in order,
         exactly ceil(seconds * fps) frames in all.
@@ -119,19 +132,45 @@ class RAPPipeline:
         mono = audio_to_mono(audio, sample_rate, self.config.audio.sample_rate)
         features = chunk_audio(self.audio_encoder, mono, self.config, sampling)
         picture = framed.picture().to(self.device, self.dtype)  # [3, H, W]
-        talk, reference = Talk.start(sampling, self.dit, self.vae, picture, seed, features.num_frames, features.leads,
-                                     face_box=framed.face_box() if face_box is None else face_box)
+        talk, reference = Talk.start(
+            sampling,
+            self.dit,
+            self.vae,
+            picture,
+            seed,
+            features.num_frames,
+            features.leads,
+            face_box=framed.face_box() if face_box is None else face_box,
+        )
         while not talk.done:
             chunk = talk.chunks[talk.next_chunk]
             _, video = advance(talk, self.dit, self.vae, features, reference, decode=True, progress=progress)
             frames = chunk_frames(chunk, video)  # [n, H, W, 3]
             yield framed.paste(frames) if paste_back else frames
 
-    def generate(self, image, audio, sample_rate: int, seed: int = 0, progress: StepCallback | None = None,
-                 face_box: tuple[float, float, float, float] | None = None, framing=None, paste_back: bool = False,
-                 **options) -> torch.Tensor:
+    def generate(
+        self,
+        image,
+        audio,
+        sample_rate: int,
+        seed: int = 0,
+        progress: StepCallback | None = None,
+        face_box: tuple[float, float, float, float] | None = None,
+        framing=None,
+        paste_back: bool = False,
+        **options,
+    ) -> torch.Tensor:
         """The whole video: frames [N, H, W, 3] float32 in 0..1 (at the photo's size with `paste_back`),
         N = ceil(audio seconds * fps); see `stream`."""
-        frames = self.stream(image, audio, sample_rate, seed=seed, progress=progress, face_box=face_box,
-                             framing=framing, paste_back=paste_back, **options)
+        frames = self.stream(
+            image,
+            audio,
+            sample_rate,
+            seed=seed,
+            progress=progress,
+            face_box=face_box,
+            framing=framing,
+            paste_back=paste_back,
+            **options,
+        )
         return torch.cat(list(frames))

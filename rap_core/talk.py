@@ -41,8 +41,17 @@ StepCallback = Callable[[int, int, torch.Tensor], None]
 
 # SamplingConfig fields that shape the chunks and what they inherit: a continued talk keeps them.
 STRUCTURE_FIELDS = (
-    "audio_context", "steps", "shift", "schedule", "timesteps", "sampler", "continuity", "inherit_latents",
-    "motion_latents", "chunk_latents", "sample_posterior",
+    "audio_context",
+    "steps",
+    "shift",
+    "schedule",
+    "timesteps",
+    "sampler",
+    "continuity",
+    "inherit_latents",
+    "motion_latents",
+    "chunk_latents",
+    "sample_posterior",
 )
 
 
@@ -62,13 +71,17 @@ class Reference:
     def to(self, device=None, dtype=None) -> Reference:
         """Every tensor of the reference on `device` and in `dtype`."""
         face = None if self.face is None else self.face.to(device, dtype)
-        return dataclasses.replace(self, image=self.image.to(device, dtype), latent=self.latent.to(device, dtype),
-                                   face=face)
+        return dataclasses.replace(
+            self, image=self.image.to(device, dtype), latent=self.latent.to(device, dtype), face=face
+        )
 
 
 @torch.no_grad()
 def encode_reference(
-    vae: VideoVAE, picture: torch.Tensor, chunk_latents: int, generator: torch.Generator | None = None,
+    vae: VideoVAE,
+    picture: torch.Tensor,
+    chunk_latents: int,
+    generator: torch.Generator | None = None,
     face_box: tuple[float, float, float, float] | None = None,
 ) -> Reference:
     """picture [3, H, W] in [-1, 1] (media.normalise.prepare_image), on the VAE's device and dtype. With a
@@ -86,15 +99,24 @@ def with_face(reference: Reference, dit: RAPTransformer, vae: VideoVAE, picture:
     branch, else as it is. picture [3, H, W] as for encode_reference."""
     if dit.identity is None:
         return reference
-    face = encode_face(vae, picture, reference.face_box).to(reference.latent.device, reference.latent.dtype)  # [1, C, 1, h, w]
+    face = encode_face(vae, picture, reference.face_box).to(
+        reference.latent.device, reference.latent.dtype
+    )  # [1, C, 1, h, w]
     return dataclasses.replace(reference, face=face)
 
 
 class Talk:
     """The chunk plan of a track and the state between its chunks."""
 
-    def __init__(self, sampling: SamplingConfig, reference: Reference, chunks: Sequence[Chunk], generator: torch.Generator,
-                 temporal_stride: int, num_frames: int | None):
+    def __init__(
+        self,
+        sampling: SamplingConfig,
+        reference: Reference,
+        chunks: Sequence[Chunk],
+        generator: torch.Generator,
+        temporal_stride: int,
+        num_frames: int | None,
+    ):
         """chunks: the plan (timing.plan_chunks, or timing.EndlessChunks for a talk of num_frames None);
         generator: every random draw of the talk, in FlashHead's order (`start` makes it from the seed)."""
         if reference.chunk_latents != sampling.chunk_latents:
@@ -102,8 +124,15 @@ class Talk:
                 f"The reference latent spans {reference.chunk_latents} latent frames but chunks have "
                 f"{sampling.chunk_latents}; encode the reference for this chunk length."
             )
-        self.sampling, self.chunks, self.num_frames, self.temporal_stride = sampling, chunks, num_frames, temporal_stride
-        self.timesteps = flow_timesteps(sampling.steps, sampling.shift, sampling.timesteps, sampling.schedule)  # [steps + 1]
+        self.sampling, self.chunks, self.num_frames, self.temporal_stride = (
+            sampling,
+            chunks,
+            num_frames,
+            temporal_stride,
+        )
+        self.timesteps = flow_timesteps(
+            sampling.steps, sampling.shift, sampling.timesteps, sampling.schedule
+        )  # [steps + 1]
         first = reference.latent[:, :, :1]  # [1, C, 1, h, w]
         self.continuity = continuity_mode(sampling.continuity).start(sampling, first, self.timesteps, temporal_stride)
         self.generator = generator
@@ -112,8 +141,15 @@ class Talk:
     @classmethod
     @torch.no_grad()
     def start(
-        cls, sampling: SamplingConfig, dit: RAPTransformer, vae: VideoVAE, picture: torch.Tensor, seed: int,
-        num_frames: int | None, leads: bool, reference: Reference | None = None,
+        cls,
+        sampling: SamplingConfig,
+        dit: RAPTransformer,
+        vae: VideoVAE,
+        picture: torch.Tensor,
+        seed: int,
+        num_frames: int | None,
+        leads: bool,
+        reference: Reference | None = None,
         face_box: tuple[float, float, float, float] | None = None,
     ) -> tuple[Talk, Reference]:
         """A talk's start -> (talk, its reference).
@@ -130,12 +166,16 @@ class Talk:
         if face_box is None and reference is not None:
             face_box = reference.face_box
         if sampling.sample_posterior or reference is None or reference.chunk_latents != sampling.chunk_latents:
-            reference = encode_reference(vae, picture, sampling.chunk_latents, generator if sampling.sample_posterior else None,
-                                         face_box)
+            reference = encode_reference(
+                vae, picture, sampling.chunk_latents, generator if sampling.sample_posterior else None, face_box
+            )
         reference = with_face(dataclasses.replace(reference, face_box=face_box), dit, vae, picture)
         overlap, stride = overlap_latents(sampling), vae.temporal_stride
-        chunks = (EndlessChunks(sampling.chunk_latents, overlap, stride) if num_frames is None
-                  else plan_chunks(num_frames, sampling.chunk_latents, overlap, stride, leads))
+        chunks = (
+            EndlessChunks(sampling.chunk_latents, overlap, stride)
+            if num_frames is None
+            else plan_chunks(num_frames, sampling.chunk_latents, overlap, stride, leads)
+        )
         return cls(sampling, reference, chunks, generator, stride, num_frames), reference
 
     @property
@@ -270,7 +310,12 @@ def hand_over(talk: Talk, vae: VideoVAE, video: torch.Tensor | None) -> None:
 
 
 def advance(
-    talk: Talk, dit: RAPTransformer, vae: VideoVAE, features, reference: Reference, decode: bool,
+    talk: Talk,
+    dit: RAPTransformer,
+    vae: VideoVAE,
+    features,
+    reference: Reference,
+    decode: bool,
     progress: StepCallback | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Sample the talk's next chunk and hand over to the one after -> (latent [1, C, K, h, w],

@@ -11,8 +11,8 @@ from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from rap_core.config import get_preset
 from rap_core.errors import CheckpointError, MissingWeightsError, RAPInputError
-from rap_core.media.normalise import audio_to_mono
 from rap_core.loading import load_wav2vec2
+from rap_core.media.normalise import audio_to_mono
 from rap_core.models.audio import Wav2Vec2Encoder, build_wav2vec2, frame_windows, wav2vec2_config
 
 REPO = "facebook/wav2vec2-base-960h"
@@ -87,8 +87,10 @@ def test_cnn_features_resample_linearly_to_video_frames(encoder):
 def test_windows_are_edge_clamped():
     frames = torch.arange(6.0)[None, :, None, None].expand(2, 6, 3, 4) + torch.tensor([0.0, 100.0])[:, None, None, None]
     windows = frame_windows(frames, 5)  # [2, 6, 5, 3, 4]
-    expected = torch.tensor([[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 4],
-                             [1, 2, 3, 4, 5], [2, 3, 4, 5, 5], [3, 4, 5, 5, 5]], dtype=torch.float32)
+    expected = torch.tensor(
+        [[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 4], [1, 2, 3, 4, 5], [2, 3, 4, 5, 5], [3, 4, 5, 5, 5]],
+        dtype=torch.float32,
+    )
     assert windows.shape == (2, 6, 5, 3, 4)
     assert torch.equal(windows[0, :, :, 0, 0], expected)
     assert torch.equal(windows[1, :, :, 2, 3], expected + 100)
@@ -123,9 +125,13 @@ def test_load_round_trips_a_saved_model(encoder, tmp_path):
 
 def test_load_reads_the_960h_checkpoint_layout(encoder, tmp_path):
     """The hub checkpoint is a Wav2Vec2ForCTC: 'wav2vec2.' prefix, old weight_g/weight_v names, a CTC head."""
-    renamed = {"wav2vec2." + k.replace("parametrizations.weight.original0", "weight_g")
-               .replace("parametrizations.weight.original1", "weight_v"): v.contiguous()
-               for k, v in encoder.model.state_dict().items()}
+    renamed = {
+        "wav2vec2."
+        + k.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        ): v.contiguous()
+        for k, v in encoder.model.state_dict().items()
+    }
     renamed |= {"lm_head.weight": torch.randn(32, 16), "lm_head.bias": torch.zeros(32)}
     assert "wav2vec2.encoder.pos_conv_embed.conv.weight_g" in renamed
     save_file(renamed, tmp_path / "model.safetensors")

@@ -24,7 +24,9 @@ def test_motion_clips_move_the_face_and_keep_the_frame_rule():
 def test_trained_vae_reconstructs_better_is_calibrated_and_loads(tmp_path):
     video = rearrange(motion_clip(-100, 17, 64) * 2 - 1, "t h w c -> 1 c t h w")  # [1, 3, 17, 64, 64]
     train_config = VAETrainConfig(steps=40, batch_size=2, lr=1e-3, warmup=5, log_every=20, calibration_clips=4)
-    train_vae(TINY, tmp_path / "untrained", VAETrainConfig(steps=1, batch_size=1, lr=0.0, calibration_clips=4), progress=False)
+    train_vae(
+        TINY, tmp_path / "untrained", VAETrainConfig(steps=1, batch_size=1, lr=0.0, calibration_clips=4), progress=False
+    )
     untrained = load_vae(tmp_path / "untrained" / "vae.safetensors", TINY)
     train_vae(TINY, tmp_path / "trained", train_config, progress=False)
     trained = load_vae(tmp_path / "trained" / "vae.safetensors", TINY)  # strict: every key and shape
@@ -34,7 +36,9 @@ def test_trained_vae_reconstructs_better_is_calibrated_and_loads(tmp_path):
         latents = trained.encode(video)
     assert after < 0.85 * before  # measured: 0.31 untrained -> 0.22-0.25 (the tiny VAE has 8 channels)
     assert latents.abs().mean() < 3  # calibrated to about unit scale
-    assert trained.latents_std.min() > 0 and not torch.equal(trained.latents_mean, torch.zeros_like(trained.latents_mean))
+    assert trained.latents_std.min() > 0 and not torch.equal(
+        trained.latents_mean, torch.zeros_like(trained.latents_mean)
+    )
 
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
@@ -50,9 +54,29 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
 
 def test_train_vae_command_writes_loadable_weights(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "rap_core", "train-vae", "--preset", "tiny", "--out", str(tmp_path), "--steps", "2",
-         "--batch-size", "1", "--image-batch", "2", "--calibration-clips", "2", "--log-every", "1"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "rap_core",
+            "train-vae",
+            "--preset",
+            "tiny",
+            "--out",
+            str(tmp_path),
+            "--steps",
+            "2",
+            "--batch-size",
+            "1",
+            "--image-batch",
+            "2",
+            "--calibration-clips",
+            "2",
+            "--log-every",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0 and "step 2: L1" in done.stdout, done.stderr[-2000:]
     log = [json.loads(line) for line in (tmp_path / "vae_log.jsonl").read_text().splitlines()]

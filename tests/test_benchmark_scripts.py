@@ -22,22 +22,39 @@ from rap_core.models.dit import build_dit
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
-from dit_flops import dit_forward_flops
+from dit_flops import dit_forward_flops  # noqa: E402  (from benchmarks/, put on the path above)
 
 
 def run_script(name: str, *args: str) -> str:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / name), *args], capture_output=True, text=True, env=env, timeout=120,
-        cwd=BENCHMARKS.parent, check=False,
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=BENCHMARKS.parent,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
 def realtime(*args: str) -> dict:
-    out = run_script("gpu_realtime.py", "--device", "cpu", "--preset", "tiny", "--seconds", "2", "--size", "64",
-                     "--threads", "1", *args)
+    out = run_script(
+        "gpu_realtime.py",
+        "--device",
+        "cpu",
+        "--preset",
+        "tiny",
+        "--seconds",
+        "2",
+        "--size",
+        "64",
+        "--threads",
+        "1",
+        *args,
+    )
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -62,8 +79,26 @@ def test_gpu_realtime_runs_on_a_cpu_and_reports_the_talk():
 
 def test_cpu_compare_matches_diffusers_outputs():
     out = run_script(
-        "cpu_compare.py", "--threads", "1", "--size", "64", "--latent-frames", "2", "--reps", "1",
-        "--dit-dim", "128", "--dit-layers", "2", "--dit-ffn", "256", "--vae-widths", "8", "16", "32", "32",
+        "cpu_compare.py",
+        "--threads",
+        "1",
+        "--size",
+        "64",
+        "--latent-frames",
+        "2",
+        "--reps",
+        "1",
+        "--dit-dim",
+        "128",
+        "--dit-layers",
+        "2",
+        "--dit-ffn",
+        "256",
+        "--vae-widths",
+        "8",
+        "16",
+        "32",
+        "32",
     )
     last = out.strip().splitlines()[-1]
     match = re.fullmatch(r"ratio dit=(\S+) vae=(\S+) maxdiff=(\S+)", last)

@@ -18,12 +18,22 @@ LITE = get_preset("flashhead-lite")
 
 
 def diffusers_lite() -> dict[str, torch.Tensor]:
-    """FlashHead-Lite's DiT in diffusers' WanTransformer3DModel layout (and our audio projection), on the meta device."""
+    """FlashHead-Lite's DiT in diffusers' WanTransformer3DModel layout (and our audio projection), on the meta
+    device."""
     with torch.device("meta"):
         wan = WanTransformer3DModel(
-            patch_size=(1, 1, 1), num_attention_heads=12, attention_head_dim=128, in_channels=256, out_channels=128,
-            text_dim=1536, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads", eps=1e-6,
+            patch_size=(1, 1, 1),
+            num_attention_heads=12,
+            attention_head_dim=128,
+            in_channels=256,
+            out_channels=128,
+            text_dim=1536,
+            freq_dim=256,
+            ffn_dim=8960,
+            num_layers=30,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            eps=1e-6,
         )
     ours = build_dit(LITE, device="meta").state_dict()
     return dict(wan.state_dict()) | {k: v for k, v in ours.items() if k.startswith("audio_proj.")}
@@ -31,8 +41,11 @@ def diffusers_lite() -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("layout", ["flashhead", "diffusers", "ours"])
 def test_a_flashhead_lite_dit_is_read_as_flashhead_lite_in_every_layout(layout):
-    state = {"flashhead": lambda: checkpoint(), "diffusers": diffusers_lite,
-             "ours": lambda: build_dit(LITE, device="meta").state_dict()}[layout]()
+    state = {
+        "flashhead": lambda: checkpoint(),
+        "diffusers": diffusers_lite,
+        "ours": lambda: build_dit(LITE, device="meta").state_dict(),
+    }[layout]()
     assert detect_preset(state, "dit") == "flashhead-lite"
 
 

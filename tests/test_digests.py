@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 from digests import check, digest
+from safetensors.torch import load_file
 
 from rap_core.config import get_preset
 from rap_core.eval.run import HELDOUT_IDENTITIES
@@ -20,7 +21,6 @@ from rap_core.synthetic import portrait as synthetic_portrait
 from rap_core.synthetic import sample_identity
 from rap_core.training.data import ClipSet, encode_clip, save_clips
 from rap_core.training.trainer import TrainConfig, train
-from safetensors.torch import load_file
 
 SR = 16000
 
@@ -53,7 +53,9 @@ def speech(seconds: float, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(round(seconds * SR)) / SR
     tone = torch.sin(2 * math.pi * (140 + 60 * torch.sin(2 * math.pi * 0.7 * t)) * t)
-    return 0.3 * tone * (0.5 + 0.5 * torch.sin(2 * math.pi * 4 * t).clamp(min=0)) + 0.01 * torch.randn(t.shape, generator=g)
+    return 0.3 * tone * (0.5 + 0.5 * torch.sin(2 * math.pi * 4 * t).clamp(min=0)) + 0.01 * torch.randn(
+        t.shape, generator=g
+    )
 
 
 def random_portrait() -> torch.Tensor:
@@ -81,11 +83,14 @@ def test_pipeline_paste_back(tiny):
     check("pipeline", "tiny-paste-back", digest(frames))
 
 
-@pytest.mark.parametrize("case, options", [
-    ("demo", {}),
-    ("demo-intensity-cfg", {"expression": 0.8, "head_motion": 0.2, "cfg_scale": 1.5}),
-    ("demo-motion_frames", {"continuity": "motion_frames", "motion_latents": 2, "color_correction": 1.0}),
-])
+@pytest.mark.parametrize(
+    "case, options",
+    [
+        ("demo", {}),
+        ("demo-intensity-cfg", {"expression": 0.8, "head_motion": 0.2, "cfg_scale": 1.5}),
+        ("demo-motion_frames", {"continuity": "motion_frames", "motion_latents": 2, "color_correction": 1.0}),
+    ],
+)
 def test_demo_model(demo, case, options):
     """The trained demo model on a synthetic portrait, framed around its detected face (identity branch)."""
     picture = synthetic_portrait(sample_identity(HELDOUT_IDENTITIES + 3), 160)  # [H, W, 3], larger than the model
@@ -117,10 +122,26 @@ def test_training_steps(tmp_path):
     clips = []
     for index in range(2):
         frames = torch.rand(60, 64, 64, 3, generator=g)
-        clips.append(encode_clip(config, vae, encoder, frames, 0.1 * torch.randn(60 * 640, generator=g), frames[0],
-                                 face, mouth, torch.tensor([0.1 * index, 0.3])))
+        clips.append(
+            encode_clip(
+                config,
+                vae,
+                encoder,
+                frames,
+                0.1 * torch.randn(60 * 640, generator=g),
+                frames[0],
+                face,
+                mouth,
+                torch.tensor([0.1 * index, 0.3]),
+            )
+        )
     save_clips(tmp_path / "clips", clips)
-    train(config, ClipSet(tmp_path / "clips"), tmp_path / "run", TrainConfig(steps=4, batch_size=2, lr=1e-3),
-          progress=False)
+    train(
+        config,
+        ClipSet(tmp_path / "clips"),
+        tmp_path / "run",
+        TrainConfig(steps=4, batch_size=2, lr=1e-3),
+        progress=False,
+    )
     weights = load_file(tmp_path / "run" / "dit.safetensors")
     check("training", "tiny-4-steps", digest(*(weights[name] for name in sorted(weights))))

@@ -53,9 +53,18 @@ def same_weights(config, source, **kwargs):
 def test_full_mode_matches_diffusers_wan(patch_size):
     config = tiny(dim=64, num_heads=2, ffn_dim=96, freq_dim=32, patch_size=patch_size, audio_mode="full")
     reference = WanTransformer3DModel(
-        patch_size=patch_size, num_attention_heads=2, attention_head_dim=32, in_channels=2 * C, out_channels=C,
-        text_dim=64, freq_dim=32, ffn_dim=96, num_layers=2, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", eps=1e-6,
+        patch_size=patch_size,
+        num_attention_heads=2,
+        attention_head_dim=32,
+        in_channels=2 * C,
+        out_channels=C,
+        text_dim=64,
+        freq_dim=32,
+        ffn_dim=96,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
     ).eval()
     reference.condition_embedder.text_embedder = nn.Identity()  # audio tokens go straight to attn2
     randomize(reference)
@@ -65,9 +74,9 @@ def test_full_mode_matches_diffusers_wan(patch_size):
     load_state_dict_strict(ours, convert_dit_state_dict(state, config), "DiT")
 
     x, ref, timestep, audio = inputs(dim=64)
-    expected = reference(
-        torch.cat([x, ref], dim=1), timestep, audio.flatten(1, 2), return_dict=False
-    )[0]  # audio [B, F*M, D]
+    expected = reference(torch.cat([x, ref], dim=1), timestep, audio.flatten(1, 2), return_dict=False)[
+        0
+    ]  # audio [B, F*M, D]
     got = ours(x, ref, timestep, audio)
     assert got.shape == x.shape
     assert expected.abs().max() > 0.1
@@ -84,7 +93,10 @@ def test_window_attention_is_full_attention_per_frame():
     window = attention(x, audio)
     attention.alpha = 0.0
     per_frame = torch.cat(
-        [attention(x[:, f * tokens_per_frame:(f + 1) * tokens_per_frame], audio[:, f:f + 1]) for f in range(frames)],
+        [
+            attention(x[:, f * tokens_per_frame : (f + 1) * tokens_per_frame], audio[:, f : f + 1])
+            for f in range(frames)
+        ],
         dim=1,
     )
     full = attention(x, audio)
@@ -195,8 +207,8 @@ def test_batch_of_two_equals_each_sample_alone():
     x, ref, timestep, audio = inputs()
     batched = model(x, ref, timestep, audio)
     for i in range(2):
-        alone = model(x[i:i + 1], ref[i:i + 1], timestep[i:i + 1], audio[i:i + 1])
-        assert (batched[i:i + 1] - alone).abs().max() < 1e-5
+        alone = model(x[i : i + 1], ref[i : i + 1], timestep[i : i + 1], audio[i : i + 1])
+        assert (batched[i : i + 1] - alone).abs().max() < 1e-5
     assert (batched[0] - batched[1]).abs().max() > 1e-2
 
 
@@ -220,8 +232,9 @@ def face_latent(seed=5):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("branch, key", [("intensity_control", "intensity.mlp.0.weight"),
-                                         ("identity_attention", "identity.attn.1.q.weight")])
+@pytest.mark.parametrize(
+    "branch, key", [("intensity_control", "intensity.mlp.0.weight"), ("identity_attention", "identity.attn.1.q.weight")]
+)
 def test_optional_branches_start_silent_and_old_checkpoints_load_unchanged(branch, key):
     old = randomize(build_dit(TINY)).eval()  # a checkpoint made before the branch existed
     x, ref, timestep, audio = inputs()

@@ -39,6 +39,8 @@ def test_the_pipeline_shows_the_face_to_a_dit_with_the_identity_branch():
     audio = 0.1 * torch.randn(SR // 2, generator=torch.Generator().manual_seed(2))
     centre, corner = (aware.generate(image, audio, SR, face_box=box) for box in (None, (0.0, 0.5, 0.0, 0.5)))
     assert centre.shape == corner.shape == (13, 64, 64, 3) and (centre - corner).abs().max() > 1e-3
-    assert torch.equal(plain.generate(image, audio, SR, face_box=(0.0, 0.5, 0.0, 0.5)), plain.generate(image, audio, SR))
+    assert torch.equal(
+        plain.generate(image, audio, SR, face_box=(0.0, 0.5, 0.0, 0.5)), plain.generate(image, audio, SR)
+    )
     aware.dit.drop_identity()  # the ablation: the same weights without the branch are the plain DiT
     assert torch.equal(aware.generate(image, audio, SR), plain.generate(image, audio, SR))

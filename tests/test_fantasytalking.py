@@ -19,12 +19,15 @@ WAN14B_DIM, WAN14B_BLOCKS = 5120, 40  # Wan2.1-I2V-14B-720P
 
 def official(dim: int, blocks: int, device=None, generator=None) -> dict[str, dict[str, torch.Tensor]]:
     """A state dict built to fantasytalking_model.ckpt's layout (research/fantasytalking.md §2.5)."""
+
     def tensor(*shape):
         return torch.empty(shape, device="meta") if device == "meta" else torch.randn(shape, generator=generator)
 
     audio = {f"blocks.{i}.cross_attn.processor.{n}_proj.weight": tensor(dim, 2048) for i in range(blocks) for n in "kv"}
-    return {"proj_model": {"proj.weight": tensor(2048, 768), "norm.weight": tensor(2048), "norm.bias": tensor(2048)},
-            "audio_processor": audio}
+    return {
+        "proj_model": {"proj.weight": tensor(2048, 768), "norm.weight": tensor(2048), "norm.bias": tensor(2048)},
+        "audio_processor": audio,
+    }
 
 
 def flat(nested: dict) -> dict[str, torch.Tensor]:
@@ -45,26 +48,39 @@ def small():
 def test_the_official_ckpt_and_both_flat_layouts_give_the_same_weights(small, tmp_path):
     torch.save(small, tmp_path / "fantasytalking_model.ckpt")  # the release's nested pickle
     save_file(flat(small), tmp_path / "official.safetensors")  # the release's flat .safetensors
-    kijai = {key.replace("audio_processor.", "").replace(".processor.", "."): value.half()
-             for key, value in flat(small).items()}  # Kijai's fantasytalking_fp16.safetensors
+    kijai = {
+        key.replace("audio_processor.", "").replace(".processor.", "."): value.half()
+        for key, value in flat(small).items()
+    }  # Kijai's fantasytalking_fp16.safetensors
     save_file(kijai, tmp_path / "fantasytalking_fp16.safetensors")
-    loaded = [load_fantasytalking(tmp_path / name, dtype=torch.float32).state_dict() for name in
-              ("fantasytalking_model.ckpt", "official.safetensors", "fantasytalking_fp16.safetensors")]
-    assert torch.equal(loaded[0]["blocks.2.v_proj.weight"], small["audio_processor"]["blocks.2.cross_attn.processor.v_proj.weight"])
+    loaded = [
+        load_fantasytalking(tmp_path / name, dtype=torch.float32).state_dict()
+        for name in ("fantasytalking_model.ckpt", "official.safetensors", "fantasytalking_fp16.safetensors")
+    ]
+    assert torch.equal(
+        loaded[0]["blocks.2.v_proj.weight"], small["audio_processor"]["blocks.2.cross_attn.processor.v_proj.weight"]
+    )
     assert torch.equal(loaded[0]["proj.weight"], small["proj_model"]["proj.weight"])
     for other in loaded[1:]:
         assert other.keys() == loaded[0].keys()
         assert all(torch.allclose(other[k], loaded[0][k], atol=2e-3) for k in other)  # fp16 round trip
 
 
-@pytest.mark.parametrize("damage, named", [
-    (lambda sd: sd["audio_processor"].pop("blocks.1.cross_attn.processor.v_proj.weight"), "blocks.1.v_proj.weight"),
-    (lambda sd: sd["proj_model"].pop("norm.bias"), "norm.bias"),
-    (lambda sd: sd["proj_model"].update({"proj.weight": torch.zeros(2048, 512)}), "proj.weight"),
-    (lambda sd: sd["audio_processor"].update({"blocks.0.cross_attn.processor.q_proj.weight": torch.zeros(64, 2048)}),
-     "audio_processor.blocks.0.cross_attn.processor.q_proj.weight"),
-    (lambda sd: sd.update({"audio_processor": {}}), "k_proj"),
-])
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        (lambda sd: sd["audio_processor"].pop("blocks.1.cross_attn.processor.v_proj.weight"), "blocks.1.v_proj.weight"),
+        (lambda sd: sd["proj_model"].pop("norm.bias"), "norm.bias"),
+        (lambda sd: sd["proj_model"].update({"proj.weight": torch.zeros(2048, 512)}), "proj.weight"),
+        (
+            lambda sd: sd["audio_processor"].update(
+                {"blocks.0.cross_attn.processor.q_proj.weight": torch.zeros(64, 2048)}
+            ),
+            "audio_processor.blocks.0.cross_attn.processor.q_proj.weight",
+        ),
+        (lambda sd: sd.update({"audio_processor": {}}), "k_proj"),
+    ],
+)
 def test_damaged_weights_fail_naming_the_key(small, tmp_path, damage, named):
     damage(small)
     torch.save(small, tmp_path / "damaged.ckpt")
@@ -72,11 +88,14 @@ def test_damaged_weights_fail_naming_the_key(small, tmp_path, damage, named):
         load_fantasytalking(tmp_path / "damaged.ckpt")
 
 
-@pytest.mark.parametrize("tokens, frames, width, first, last", [
-    (175, 81, 17, 6, 14),  # 23 fps, 81 frames: research/fantasytalking.md §2.3
-    (262, 121, 17, 6, 14),
-    (252, 81, 21, 7, 18),  # 16 fps
-])
+@pytest.mark.parametrize(
+    "tokens, frames, width, first, last",
+    [
+        (175, 81, 17, 6, 14),  # 23 fps, 81 frames: research/fantasytalking.md §2.3
+        (262, 121, 17, 6, 14),
+        (252, 81, 21, 7, 18),  # 16 fps
+    ],
+)
 def test_latent_windows_are_the_releases(tokens, frames, width, first, last):
     ids = torch.arange(1.0, tokens + 1)[:, None]  # [L, 1] token i holds i + 1
     windows, present = latent_windows(ids, (frames - 1) // 4 + 1, tokens / frames)
@@ -103,8 +122,15 @@ def test_the_video_covers_the_speech_in_wans_1_plus_4k_frames():
 
 def test_wav2vec2_features_are_transformers_last_hidden_state():
     torch.manual_seed(0)
-    config = Wav2Vec2Config(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-                            conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    config = Wav2Vec2Config(
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=32,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )
     model = Wav2Vec2Model(config).eval()
     audio = torch.randn(1, 16000)
     with torch.no_grad():

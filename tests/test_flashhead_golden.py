@@ -68,8 +68,9 @@ def test_once_windows_equal_the_references_and_go_on_past_its_last_chunk(encoder
     torch.testing.assert_close(frame_windows(once.features[None])[0], windows["once.windows"], atol=2e-5, rtol=1e-4)
     chunks = plan_chunks(once.num_frames, 5, 2, 8)
     for chunk in chunks[:2]:
-        torch.testing.assert_close(once.windows(chunk.start, chunk.start + 33)[0], windows[f"once.chunk{chunk.index}"],
-                                   atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            once.windows(chunk.start, chunk.start + 33)[0], windows[f"once.chunk{chunk.index}"], atol=2e-5, rtol=1e-4
+        )
     assert len(chunks) == 3 and chunks[2].start + 33 == 81  # the chunk the reference drops covers frames 57..74
     positions = torch.arange(81, dtype=torch.float32).view(1, 81, 1, 1)
     assert torch.equal(frame_windows(positions)[0, :, :, 0, 0].long(), windows["once.indices"])
@@ -126,12 +127,19 @@ def test_a_talk_draws_in_the_references_order(monkeypatch):
         return out
 
     monkeypatch.setattr(torch, "randn", recording)
-    talk, reference = Talk.start(sampling, pipe.dit, pipe.vae, torch.rand(3, 64, 64) * 2 - 1, 42, audio.num_frames,
-                                 audio.leads)
+    talk, reference = Talk.start(
+        sampling, pipe.dit, pipe.vae, torch.rand(3, 64, 64) * 2 - 1, 42, audio.num_frames, audio.leads
+    )
     for _ in range(2):
         advance(talk, pipe.dit, pipe.vae, audio, reference, decode=True)
     assert [frames for frames, _ in drawn] == [entry["shape"][-3] for entry in reference_draws]
     assert all(generator is talk.generator for _, generator in drawn)
     assert [entry["during"] for entry in reference_draws][:7] == [
-        "reference latent", "chunk 0 initial noise", "chunk 0 step 0", "chunk 0 step 1", "chunk 0 step 2",
-        "chunk 0 step 3", "motion latents after chunk 0"]
+        "reference latent",
+        "chunk 0 initial noise",
+        "chunk 0 step 0",
+        "chunk 0 step 1",
+        "chunk 0 step 2",
+        "chunk 0 step 3",
+        "motion latents after chunk 0",
+    ]

@@ -91,8 +91,10 @@ def test_flashhead_lite_checkpoint_loads_key_for_key(prefix):
 @pytest.mark.parametrize(
     "edit, key",
     [
-        (lambda sd: sd.update({"blocks.3.cross_attn.k_img.weight": sd["blocks.3.cross_attn.k.weight"]}),
-         "blocks.3.cross_attn.k_img.weight"),
+        (
+            lambda sd: sd.update({"blocks.3.cross_attn.k_img.weight": sd["blocks.3.cross_attn.k.weight"]}),
+            "blocks.3.cross_attn.k_img.weight",
+        ),
         (lambda sd: sd.pop("blocks.7.ffn.2.bias"), "blocks.7.ffn.2.bias"),
         (lambda sd: sd.update({"head.head.weight": torch.empty(64, 1536, device="meta")}), "head.head.weight"),
     ],

@@ -33,7 +33,11 @@ def speech(seconds: float) -> torch.Tensor:
 def test_the_flashhead_preset_runs_as_its_authors_do():
     lite = get_preset("flashhead-lite").sampling
     assert (lite.audio_context, lite.schedule, lite.sample_posterior, lite.sampler) == (
-        "reference-stream", "flashhead", True, "renoise")
+        "reference-stream",
+        "flashhead",
+        True,
+        "renoise",
+    )
     for name in ("rap-1.3b", "demo", "tiny"):  # our own models keep their ways
         own = get_preset(name).sampling
         assert (own.audio_context, own.schedule, own.sample_posterior) == ("lookahead", "uniform", False)

@@ -84,7 +84,9 @@ CASES = {
     "astronaut": lambda: (astronaut(), ASTRONAUT_FACE),
     "camera": lambda: (camera(), CAMERA_FACE),
     "astronaut in 1600x1200": lambda: (
-        place((1200, 1600), [(astronaut(), (150, 900))]), shift(ASTRONAUT_FACE, 150, 900)),
+        place((1200, 1600), [(astronaut(), (150, 900))]),
+        shift(ASTRONAUT_FACE, 150, 900),
+    ),
     "camera in 1600x1200": lambda: (place((1200, 1600), [(camera(), (600, 100))]), shift(CAMERA_FACE, 600, 100)),
     "astronaut close-up (face 58% of it)": lambda: (astronaut()[40:200, 140:300], shift(ASTRONAUT_FACE, -40, -140)),
     "camera close-up (face 54% of it)": lambda: (camera()[90:230, 150:290], shift(CAMERA_FACE, -90, -150)),
@@ -93,9 +95,13 @@ CASES = {
     "astronaut at 40%": lambda: (scaled(astronaut(), 205), scale(ASTRONAUT_FACE, 205 / 512)),
     "camera at 40%": lambda: (scaled(camera(), 205), scale(CAMERA_FACE, 205 / 512)),
     "astronaut beside a smaller camera": lambda: (
-        place((512, 800), [(astronaut(), (0, 0)), (scaled(camera(), 256), (128, 532))]), ASTRONAUT_FACE),
+        place((512, 800), [(astronaut(), (0, 0)), (scaled(camera(), 256), (128, 532))]),
+        ASTRONAUT_FACE,
+    ),
     "camera beside a smaller astronaut": lambda: (
-        place((600, 800), [(scaled(astronaut(), 256), (300, 10)), (camera(), (40, 280))]), shift(CAMERA_FACE, 40, 280)),
+        place((600, 800), [(scaled(astronaut(), 256), (300, 10)), (camera(), (40, 280))]),
+        shift(CAMERA_FACE, 40, 280),
+    ),
 }
 
 
@@ -118,8 +124,11 @@ def test_face_found_and_framed(case):
 
 @pytest.mark.parametrize("name", ["coffee", "gradient"])
 def test_no_face_falls_back_to_centre(name, caplog):
-    image = (torch.from_numpy(skimage_data.coffee()).float() / 255 if name == "coffee"
-             else torch.linspace(0, 1, 600)[None, :, None].expand(400, 600, 3))
+    image = (
+        torch.from_numpy(skimage_data.coffee()).float() / 255
+        if name == "coffee"
+        else torch.linspace(0, 1, 600)[None, :, None].expand(400, 600, 3)
+    )
     framing = frame_portrait(image, 256, 256)
     assert "falling back to the 'centre' framing" in caplog.text
     assert framing.face is None and framing.face_box() is None

@@ -45,8 +45,13 @@ def live_talk(pipe, sample_rate: int = SR, **options) -> LiveTalk:
 
 def offline(pipe, audio: torch.Tensor, sample_rate: int = SR, **options) -> torch.Tensor:
     """The offline stream's frames of `audio`, on the same portrait and seed -> [N, H, W, 3]."""
-    return torch.cat(list(pipe.stream(portrait(), audio, sample_rate, seed=7, framing="centre",
-                                      audio_context="reference-stream", **options)))
+    return torch.cat(
+        list(
+            pipe.stream(
+                portrait(), audio, sample_rate, seed=7, framing="centre", audio_context="reference-stream", **options
+            )
+        )
+    )
 
 
 def push_in_pieces(live: LiveTalk, audio, seed: int, largest: int, out: list) -> None:

@@ -1,6 +1,7 @@
 """The engine stands alone: no ComfyUI import, clear errors for unknown presets and missing files."""
 
 import ast
+import dataclasses
 import pathlib
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from safetensors.torch import save_file
 from rap_core.config import get_preset, preset_names
 from rap_core.errors import CheckpointError, MissingWeightsError, RAPInputError
 from rap_core.loading.checkpoint import read_state_dict
-from rap_core.loading.sources import WAV2VEC2_BASE, FLASHHEAD_LITE_DIT, locate
+from rap_core.loading.sources import FLASHHEAD_LITE_DIT, WAV2VEC2_BASE, locate
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -46,8 +47,8 @@ def test_presets_are_frozen_and_unknown_names_are_explained():
     lite, rap = get_preset("flashhead-lite"), get_preset("rap-1.3b")
     assert (lite.dit.audio_mode, rap.dit.audio_mode) == ("window", "hybrid")
     assert (lite.vae.spatial_stride, lite.vae.temporal_stride) == (32, 8)
-    with pytest.raises(Exception):
-        lite.dit.dim = 3  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lite.dit.dim = 3
     with pytest.raises(RAPInputError, match="flashhead-lite"):
         get_preset("flashhead")
 

@@ -55,8 +55,10 @@ def speech() -> tuple[torch.Tensor, int]:
 def talks(demo, photo, speech):
     """The pasted-back talk with the speech, and with silence of the same length (same seed)."""
     waveform, rate = speech
-    return (demo.generate(photo, waveform, rate, seed=1, paste_back=True),
-            demo.generate(photo, torch.zeros_like(waveform), rate, seed=1, paste_back=True))
+    return (
+        demo.generate(photo, waveform, rate, seed=1, paste_back=True),
+        demo.generate(photo, torch.zeros_like(waveform), rate, seed=1, paste_back=True),
+    )
 
 
 def test_frames_come_at_the_photos_size(talks, speech):
@@ -110,4 +112,6 @@ def test_the_detected_face_feeds_the_identity_branch(demo, photo, speech, talks)
     waveform, rate = speech
     detected = demo.frame(photo).face_box()
     assert torch.equal(demo.generate(photo, waveform, rate, seed=1, paste_back=True, face_box=detected), talks[0])
-    assert not torch.equal(demo.generate(photo, waveform, rate, seed=1, paste_back=True, face_box=CENTRE_FACE), talks[0])
+    assert not torch.equal(
+        demo.generate(photo, waveform, rate, seed=1, paste_back=True, face_box=CENTRE_FACE), talks[0]
+    )

@@ -44,7 +44,12 @@ def record_steps(store):
 def test_inherit_copies_previous_chunk_latents_at_every_step(pipe, n, chunk_latents):
     seen = {}
     pipe.generate(
-        portrait(), speech_like(3.0), SR, continuity="inherit", inherit_latents=n, chunk_latents=chunk_latents,
+        portrait(),
+        speech_like(3.0),
+        SR,
+        continuity="inherit",
+        inherit_latents=n,
+        chunk_latents=chunk_latents,
         progress=record_steps(seen),
     )
     steps = pipe.config.sampling.steps
@@ -60,7 +65,13 @@ def test_motion_frames_prefix_is_the_reencoded_colour_matched_tail(pipe):
     seen, chunks = {}, []
     image, audio = portrait(), speech_like(2.5)
     for frames in pipe.stream(
-        image, audio, SR, continuity="motion_frames", motion_latents=2, chunk_latents=4, color_correction=1.0,
+        image,
+        audio,
+        SR,
+        continuity="motion_frames",
+        motion_latents=2,
+        chunk_latents=4,
+        color_correction=1.0,
         progress=record_steps(seen),
     ):
         chunks.append(frames)

@@ -70,10 +70,12 @@ def audios(draw, max_seconds: int) -> Audio:
     is silent, speech-like, clipped at or past full scale, non-finite or beyond any PCM level."""
     rate = draw(st.one_of(st.sampled_from(COMMON_RATES), st.integers(8000, 96000)))
     boundary = st.tuples(st.integers(1, max_seconds * FPS), st.integers(-1, 1))
-    samples = draw(st.one_of(
-        st.integers(0, max_seconds * rate),
-        boundary.map(lambda frame_step: samples_for_frames(frame_step[0], rate, FPS) + frame_step[1]),
-    ))
+    samples = draw(
+        st.one_of(
+            st.integers(0, max_seconds * rate),
+            boundary.map(lambda frame_step: samples_for_frames(frame_step[0], rate, FPS) + frame_step[1]),
+        )
+    )
     dtype = draw(st.sampled_from((torch.float32, torch.int16)))
     contents = ("silence", "speech", "clipped") + (() if dtype == torch.int16 else ("nan", "inf", "overflow"))
     content = draw(st.sampled_from(contents))
@@ -160,8 +162,14 @@ class Image:
 
 sides = st.one_of(st.integers(1, 96), st.integers(1, 4096), st.just(4096))
 images = st.builds(
-    Image, sides, sides, st.sampled_from((1, 3, 4)), st.integers(0, 4),
-    st.sampled_from((torch.float32, torch.float16, torch.uint8)), st.floats(0, 1), st.floats(0, 1),
+    Image,
+    sides,
+    sides,
+    st.sampled_from((1, 3, 4)),
+    st.integers(0, 4),
+    st.sampled_from((torch.float32, torch.float16, torch.uint8)),
+    st.floats(0, 1),
+    st.floats(0, 1),
 )
 
 

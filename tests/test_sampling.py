@@ -1,4 +1,5 @@
-"""Sampling: timestep schedules, the two steppers and their noise, audio CFG, the loop's hook and Lab colour matching."""
+"""Sampling: timestep schedules, the two steppers and their noise, audio CFG, the loop's hook and Lab colour
+matching."""
 
 import pytest
 import torch
@@ -96,8 +97,12 @@ def test_renoise_draws_fresh_noise_from_its_generator_at_every_step():
     x, audio, timesteps = randn(*SHAPE), randn(*AUDIO_SHAPE, seed=9), flow_timesteps(4, shift=5)
 
     def run(seed):
-        return denoise(conditioned(flow_model, audio), x.clone(), timesteps,
-                       stepper("renoise", torch.Generator().manual_seed(seed)))
+        return denoise(
+            conditioned(flow_model, audio),
+            x.clone(),
+            timesteps,
+            stepper("renoise", torch.Generator().manual_seed(seed)),
+        )
 
     expected, draws = x.clone(), torch.Generator().manual_seed(11)
     for t, t_next in zip(timesteps[:-1].tolist(), timesteps[1:].tolist()):
@@ -166,8 +171,9 @@ def test_the_model_sees_what_before_step_returns_at_every_step():
             updated = euler(before[i - 1][1], flow_model(before[i - 1][1], torch.full((2,), t), audio), t, t_next)
             torch.testing.assert_close(given[:, :, 1:], updated[:, :, 1:], rtol=0, atol=0)
     t = float(timesteps[3])
-    torch.testing.assert_close(out, euler(before[3][1], flow_model(before[3][1], torch.full((2,), t), audio), t, 0.0),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        out, euler(before[3][1], flow_model(before[3][1], torch.full((2,), t), audio), t, 0.0), rtol=0, atol=0
+    )
 
 
 def in_gamut_rgb(*shape, seed, low=0.25, high=0.75):
@@ -185,8 +191,9 @@ def test_lab_round_trip_is_accurate():
     rgb = torch.rand(4096, 3, generator=torch.Generator().manual_seed(0))
     assert (lab_to_rgb(rgb_to_lab(rgb)) - rgb).abs().max() < 1e-4
     lab = rgb_to_lab(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
-    torch.testing.assert_close(lab, torch.tensor([[100.0, 0.0, 0.0], [0.0, 0.0, 0.0], [53.24, 80.09, 67.20]]),
-                               atol=0.02, rtol=0)
+    torch.testing.assert_close(
+        lab, torch.tensor([[100.0, 0.0, 0.0], [0.0, 0.0, 0.0], [53.24, 80.09, 67.20]]), atol=0.02, rtol=0
+    )
 
 
 def test_match_colors_restores_a_lab_shifted_video():

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from rap_core.errors import RAPInputError
+from rap_core.eval.lipsync import loudness_envelope
 from rap_core.eval.motion import TRACKING_REACH_PX, follow
 from rap_core.synthetic.clip import HEAD_ENERGY, NOD_SHARE, blink_track, make_clip, portrait, sway_track
 from rap_core.synthetic.identity import sample_identity
-from rap_core.eval.lipsync import loudness_envelope
 from rap_core.synthetic.mouth import mouth_track
 from rap_core.synthetic.render import SWAY_LIMIT, layout, render
 from rap_core.synthetic.speech import SAMPLE_RATE, Utterance, sample_utterance, synthesize, texts, voices
@@ -27,7 +27,7 @@ def tone(frames: int, start: int, stop: int, hertz: float, amplitude: float = 0.
     """[frames * 640] silence with a sine tone over video frames [start, stop)."""
     audio = torch.zeros(frames * FRAME)
     t = torch.arange((stop - start) * FRAME) / SAMPLE_RATE
-    audio[start * FRAME:stop * FRAME] = amplitude * torch.sin(2 * math.pi * hertz * t)
+    audio[start * FRAME : stop * FRAME] = amplitude * torch.sin(2 * math.pi * hertz * t)
     return audio
 
 
@@ -119,7 +119,9 @@ def test_the_mouth_box_holds_every_mouth_and_the_portrait_matches_the_clip(clip)
 def test_faces_render_at_every_size():
     identity = sample_identity(11)
     for size in (128, 512):
-        frames = render(identity, torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.5]), torch.zeros(2), torch.zeros(2, 2), size)
+        frames = render(
+            identity, torch.tensor([0.0, 1.0]), torch.tensor([0.5, 0.5]), torch.zeros(2), torch.zeros(2, 2), size
+        )
         assert frames.shape == (2, size, size, 3) and frames.dtype == torch.float32
         assert 0 <= frames.min() and frames.max() <= 1
         y0, y1, x0, x1 = layout(identity, size).mouth_box
@@ -143,7 +145,7 @@ def test_blinks_come_every_two_to_six_seconds_and_last_three_or_four_frames():
     starts = ((track > 0).int().diff() == 1).nonzero().flatten() + 1
     gaps = starts.diff().float() / FPS
     assert len(starts) >= 9 and gaps.min() >= 2.0 and gaps.max() <= 6.0
-    lengths = [(track[s:s + 5] > 0).sum().item() for s in starts.tolist()]
+    lengths = [(track[s : s + 5] > 0).sum().item() for s in starts.tolist()]
     assert set(lengths) <= {3, 4} and closed.sum() >= len(starts)
 
 

@@ -32,8 +32,11 @@ def data_dir(tmp_path_factory):
         face[20:52, 16:48] = 1
         mouth[40:48, 24:40] = 1
         motion = torch.tensor([0.1 * index, 0.3 - 0.1 * index])  # expression rises, head motion falls
-        clips.append(encode_clip(TINY, vae, encoder, frames, 0.1 * torch.randn(60 * 640, generator=g), frames[0],
-                                 face, mouth, motion))
+        clips.append(
+            encode_clip(
+                TINY, vae, encoder, frames, 0.1 * torch.randn(60 * 640, generator=g), frames[0], face, mouth, motion
+            )
+        )
     folder = tmp_path_factory.mktemp("clips")
     save_clips(folder, clips)
     return folder
@@ -81,7 +84,9 @@ def test_intensity_labels_are_percentiles_over_the_data_set(data_dir):
     expected = {tuple(row.tolist()) for row in clips.intensity}
     assert {tuple(row.tolist()) for row in batch.intensity} <= expected
     assert batch.mouth_mask.shape == (6, 2, 2) and (batch.mouth_mask.sum((1, 2)) > 0).all()  # 64 px -> 2x2 latents
-    assert torch.allclose(percentiles(torch.tensor([[3.0], [1.0], [3.0], [2.0]])), torch.tensor([[5 / 6], [0.0], [5 / 6], [1 / 3]]))
+    assert torch.allclose(
+        percentiles(torch.tensor([[3.0], [1.0], [3.0], [2.0]])), torch.tensor([[5 / 6], [0.0], [5 / 6], [1 / 3]])
+    )
 
 
 def test_the_expression_statistic_is_the_mouths_response_to_loudness_not_the_speechs_spread():
@@ -121,9 +126,31 @@ def test_a_resumed_run_trains_at_its_own_learning_rate(data_dir, tmp_path):
 
 def test_two_process_ddp_training_keeps_replicas_identical(data_dir, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "rap_core", "train", "--preset", "tiny", "--data", str(data_dir), "--out", str(tmp_path),
-               "--steps", "2", "--batch-size", "2", "--log-every", "1", "--checkpoint-every", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "rap_core",
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        str(data_dir),
+        "--out",
+        str(tmp_path),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "2",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
@@ -136,14 +163,31 @@ def test_two_process_ddp_training_keeps_replicas_identical(data_dir, tmp_path):
 
 def test_make_data_train_and_eval_from_the_command_line(tmp_path):
     """The documented path on the tiny preset: synthetic clips -> a training run -> the eval table."""
+
     def run(*args):
         return subprocess.run([sys.executable, "-m", "rap_core", *args], capture_output=True, text=True, timeout=300)
 
     made = run("make-data", "--preset", "tiny", "--clips", "2", "--out", str(tmp_path / "data"))
     assert made.returncode == 0, made.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["clip_000000.safetensors", "clip_000001.safetensors"]
-    trained = run("train", "--preset", "tiny", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
-                  "--steps", "2", "--batch-size", "2", "--log-every", "1")
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        "clip_000000.safetensors",
+        "clip_000001.safetensors",
+    ]
+    trained = run(
+        "train",
+        "--preset",
+        "tiny",
+        "--data",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "out"),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--log-every",
+        "1",
+    )
     assert trained.returncode == 0 and "step 2: loss" in trained.stdout, trained.stderr[-2000:]
     table = run("eval", "--preset", "tiny", "--clips", "1", "--seconds", "3", "--continuity", "inherit", "none")
     assert table.returncode == 0, table.stderr[-2000:]
@@ -164,8 +208,9 @@ def test_a_fresh_run_can_start_from_given_weights(data_dir, tmp_path):
 
 def test_training_reaches_the_intensity_and_identity_branches(data_dir, tmp_path):
     config = TINY.replace(dit=dataclasses.replace(TINY.dit, intensity_control=True, identity_attention=True))
-    train(config, ClipSet(data_dir), tmp_path, TrainConfig(steps=2, batch_size=2, lr=1e-3, ema_decay=0.0),
-          progress=False)
+    train(
+        config, ClipSet(data_dir), tmp_path, TrainConfig(steps=2, batch_size=2, lr=1e-3, ema_decay=0.0), progress=False
+    )
     weights = load_file(tmp_path / "dit.safetensors")  # EMA with decay 0: the trained weights
     assert weights["intensity.mlp.2.weight"].abs().max() > 0  # both branches started silent: training moved them
     assert all(weights[f"identity.attn.{i}.o.weight"].abs().max() > 0 for i in range(TINY.dit.num_layers))  # faces fed

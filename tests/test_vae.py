@@ -19,7 +19,10 @@ from rap_core.models.vae import DepthToSpace, Downsample, build_vae
 
 CHANNELS = (8, 16, 32, 32)
 DEMO_OPTIONS = {
-    "shortcut_norm": False, "out_norm": False, "residual_sampling": True, "temporal_scaling": (False, False, True, False),
+    "shortcut_norm": False,
+    "out_norm": False,
+    "residual_sampling": True,
+    "temporal_scaling": (False, False, True, False),
 }
 LATENT = 8  # the tiny preset's DiT expects 8 latent channels
 CONFIG = get_preset("tiny").replace(
@@ -62,7 +65,7 @@ def to_original(key: str) -> str:
         return ORIGINAL_STATISTICS[key]
     for old, new in ORIGINAL_PREFIXES.items():
         if key.startswith(old):
-            key = new + key[len(old):]
+            key = new + key[len(old) :]
             break
     return key.replace(".conv_shortcut.conv.", ".conv_shortcut.").replace(".norm3.", ".norm3.norm.")
 

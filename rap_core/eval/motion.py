@@ -26,9 +26,9 @@ def follow(mask: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     moved = torch.zeros(offsets.shape[0], height, width, dtype=torch.bool)
     for frame, (dx, dy) in enumerate(offsets.round().long().tolist()):
         dx, dy = max(-width, min(width, dx)), max(-height, min(height, dy))
-        moved[frame, max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = (
-            mask[max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)]
-        )
+        moved[frame, max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = mask[
+            max(-dy, 0) : height - max(dy, 0), max(-dx, 0) : width - max(dx, 0)
+        ]
     return moved
 
 

@@ -43,13 +43,19 @@ def evaluate(pipe: RAPPipeline, clips: int, seconds: float, seed: int = 0, **opt
         still, marks = portrait(identity, size), layout(identity, size)
         pose = layout(identity, size, sway=TRACKING_REACH_PX * 2 / size)  # the still's masks, to follow the head
         audio = heldout_speech(seed * 1000 + index * 100, seconds)
-        frames = pipe.generate(still, audio, SAMPLE_RATE, seed=seed + index, face_box=marks.face_box, framing="centre",
-                               **options)  # the still is framed as the training clips are
+        frames = pipe.generate(
+            still, audio, SAMPLE_RATE, seed=seed + index, face_box=marks.face_box, framing="centre", **options
+        )  # the still is framed as the training clips are
         opening, envelope = mouth_opening(frames, marks.mouth_box), loudness_envelope(audio, SAMPLE_RATE, fps)
         sync = lipsync_score(opening, envelope)
         offsets = head_offsets(frames, still, head_region(pose.face_skin, marks.mouth_box))  # [T, 2]
-        row = {"r": sync.r, "lag": sync.lag, "shuffled_r": shuffled_control(opening, envelope, seed=index),
-               "mouth_std": float(opening.std()), "head_amplitude": motion_amplitude(offsets)}
+        row = {
+            "r": sync.r,
+            "lag": sync.lag,
+            "shuffled_r": shuffled_control(opening, envelope, seed=index),
+            "mouth_std": float(opening.std()),
+            "head_amplitude": motion_amplitude(offsets),
+        }
         if frames.shape[0] >= 2 * 5 * fps:
             curve = drift_curve(frames, still, marks.background, pose.face_skin, offsets)
             row["drift_ratio"] = drift_ratio(curve.background, fps)
@@ -68,8 +74,9 @@ def spearman(a: list[float], b: list[float]) -> float:
 SWEEP_MEASURE = {"expression": "mouth_std", "head_motion": "head_amplitude"}  # what each control should move
 
 
-def intensity_sweep(pipe: RAPPipeline, control: str, levels: list[float], clips: int, seconds: float,
-                    seed: int = 0, **options) -> tuple[list[dict], float]:
+def intensity_sweep(
+    pipe: RAPPipeline, control: str, levels: list[float], clips: int, seconds: float, seed: int = 0, **options
+) -> tuple[list[dict], float]:
     """evaluate() at each level of `control` ("expression" or "head_motion"; the other stays at 0.5) ->
     (one row per level, Spearman rank correlation of the levels with the measure the control drives)."""
     rows = [{control: level, **evaluate(pipe, clips, seconds, seed, **{control: level}, **options)} for level in levels]

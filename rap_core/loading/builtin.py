@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-
 from torch import nn
 
 from ..config import RAPConfig
@@ -50,21 +49,30 @@ def _demo_file(name: str) -> Path:
     path = DEMO_WEIGHTS / name
     if not path.is_file():
         raise MissingWeightsError(
-            name, str(DEMO_WEIGHTS), "comfyui-rap/ComfyUI-RAP",
+            name,
+            str(DEMO_WEIGHTS),
+            "comfyui-rap/ComfyUI-RAP",
             origin="it ships with ComfyUI-RAP: restore it with `git checkout -- rap_core/weights/demo`, "
             "or train it with `make demo-model`",
         )
     return path
 
 
-def builtin_dit(config: RAPConfig, device=None, dtype=None, attention_backend: str = "sdpa",
-                operations=nn) -> RAPTransformer:
+def builtin_dit(
+    config: RAPConfig, device=None, dtype=None, attention_backend: str = "sdpa", operations=nn
+) -> RAPTransformer:
     if config.name == "tiny":
         return random_dit(config, device=device, dtype=dtype, attention_backend=attention_backend)
     if config.name == "demo":
         logging.getLogger("rap_core").warning(DEMO_NOTICE)
-        return load_dit(_demo_file("dit.safetensors"), config, device=device, dtype=dtype, operations=operations,
-                        attention_backend=attention_backend)
+        return load_dit(
+            _demo_file("dit.safetensors"),
+            config,
+            device=device,
+            dtype=dtype,
+            operations=operations,
+            attention_backend=attention_backend,
+        )
     raise _refuse(config, "DiT")
 
 
@@ -98,10 +106,11 @@ def blazeface() -> BlazeFace:
     """The shipped face detector (weights/blazeface/), float32 on the CPU, in eval mode; loaded once per process."""
     if not BLAZEFACE_WEIGHTS.is_file():
         raise MissingWeightsError(
-            BLAZEFACE_WEIGHTS.name, str(BLAZEFACE_WEIGHTS.parent), "comfyui-rap/ComfyUI-RAP",
+            BLAZEFACE_WEIGHTS.name,
+            str(BLAZEFACE_WEIGHTS.parent),
+            "comfyui-rap/ComfyUI-RAP",
             origin="it ships with ComfyUI-RAP: reinstall the package or restore rap_core/weights/blazeface",
         )
     model = BlazeFace()
     model.load_state_dict({key: value.float() for key, value in load_file(BLAZEFACE_WEIGHTS).items()})
     return model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-

@@ -64,6 +64,7 @@ def _flattened(state: Mapping, prefix: str = "") -> dict:
 def cast_floating(state_dict: StateDict, dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
     """Cast floating-point tensors to `dtype`; integer tensors are left alone. None keeps each
     tensor's dtype, except fp8, a storage-only format nothing computes in, which becomes float32."""
+
     def cast(v: torch.Tensor) -> torch.Tensor:
         if not v.is_floating_point():
             return v

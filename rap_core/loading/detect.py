@@ -35,8 +35,14 @@ def _layout(weights: WeightsArg) -> tuple[dict[str, torch.Tensor], dict[str, str
     if Path(weights).suffix in (".safetensors", ".sft"):
         with safe_open(os.fspath(weights), "pt") as file:
             dtypes = {key: file.get_slice(key).get_dtype() for key in file.keys()}  # "F16", "BF16", "I8", ...
-            state = {key: torch.empty(file.get_slice(key).get_shape(), device="meta",
-                                      dtype=torch.float32 if "F" in dtypes[key] else torch.int64) for key in dtypes}
+            state = {
+                key: torch.empty(
+                    file.get_slice(key).get_shape(),
+                    device="meta",
+                    dtype=torch.float32 if "F" in dtypes[key] else torch.int64,
+                )
+                for key in dtypes
+            }
             return state, file.metadata() or {}
     return _layout(read_state_dict(weights))[0], {}
 
@@ -45,8 +51,11 @@ def _fits(kind: str, state: dict[str, torch.Tensor], name: str) -> bool:
     config = get_preset(name)
     try:
         if kind == "dit":
-            check_state_dict(build_dit(config, device="meta"),
-                             with_optional_branches(config, convert_dit_state_dict(state, config)), "DiT")
+            check_state_dict(
+                build_dit(config, device="meta"),
+                with_optional_branches(config, convert_dit_state_dict(state, config)),
+                "DiT",
+            )
         else:
             check_state_dict(build_vae(config, device="meta"), convert_vae_state_dict(state, config), "VAE")
     except CheckpointError:

@@ -53,7 +53,7 @@ _BLOCK = re.compile(r"(blocks\.\d+\.)(.*)")
 def _rename(key: str, table: Mapping[str, str]) -> str:
     for old, new in table.items():
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     return key
 
 
@@ -82,7 +82,7 @@ def convert_dit_state_dict(state_dict: Mapping[str, torch.Tensor], config: RAPCo
             f"The DiT checkpoint for preset '{config.name}' holds no tensors; the file is empty or not a DiT."
         )
     prefix = _strip_wrapper(keys)
-    tensors = {k[len(prefix):]: v for k, v in state_dict.items()}
+    tensors = {k[len(prefix) :]: v for k, v in state_dict.items()}
     if any(k.startswith("condition_embedder.") or re.match(r"blocks\.\d+\.attn1\.", k) for k in tensors):
         return {_from_diffusers(k): v for k, v in tensors.items() if not k.startswith(_DIFFUSERS_UNUSED)}
     if any(k.startswith("time_embedding.") or re.match(r"blocks\.\d+\.self_attn\.", k) for k in tensors):

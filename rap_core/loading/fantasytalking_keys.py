@@ -23,7 +23,10 @@ from .strict import listing
 
 _LAYOUT = (
     (re.compile(r"proj_model\.((?:proj|norm)\.(?:weight|bias))"), r"\1"),
-    (re.compile(r"(?:audio_processor\.)?blocks\.(\d+)\.cross_attn\.(?:processor\.)?([kv]_proj\.weight)"), r"blocks.\1.\2"),
+    (
+        re.compile(r"(?:audio_processor\.)?blocks\.(\d+)\.cross_attn\.(?:processor\.)?([kv]_proj\.weight)"),
+        r"blocks.\1.\2",
+    ),
 )
 
 

@@ -105,8 +105,9 @@ def load_fantasytalking(
             f"The FantasyTalking weights ({origin}) lack blocks.0.cross_attn k_proj: no audio attention to apply. "
             "Download the file again."
         )
-    build = partial(FantasyTalkingAudio, converted["blocks.0.k_proj.weight"].shape[0], max(blocks) + 1,
-                    device="meta", dtype=dtype)
+    build = partial(
+        FantasyTalkingAudio, converted["blocks.0.k_proj.weight"].shape[0], max(blocks) + 1, device="meta", dtype=dtype
+    )
     return _load_built(build, operations, cast_floating(converted, dtype), f"FantasyTalking audio ({origin})", device)
 
 
@@ -125,8 +126,8 @@ def load_wav2vec2(directory: str | Path, device=None, dtype=None) -> Wav2Vec2Enc
         model, info = Wav2Vec2Model.from_pretrained(folder, local_files_only=True, output_loading_info=True)
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as error:
         raise CheckpointError(
-            f"Could not load wav2vec2 from '{folder}': {str(error).rstrip('.')}. Expected the files of '{WAV2VEC2_REPO}'; "
-            "download them again."
+            f"Could not load wav2vec2 from '{folder}': {str(error).rstrip('.')}. Expected the files of "
+            f"'{WAV2VEC2_REPO}'; download them again."
         ) from error
     if info["missing_keys"]:
         raise CheckpointError(

@@ -25,7 +25,9 @@ class WeightSource:
         return os.path.normpath(os.path.join(base, os.path.dirname(self.files[0])))
 
 
-FLASHHEAD_LITE_DIT = WeightSource("Soul-AILab/SoulX-FlashHead-1_3B", ("Model_Lite/diffusion_pytorch_model.safetensors",))
+FLASHHEAD_LITE_DIT = WeightSource(
+    "Soul-AILab/SoulX-FlashHead-1_3B", ("Model_Lite/diffusion_pytorch_model.safetensors",)
+)
 LTX_VIDEO_VAE = WeightSource("Soul-AILab/SoulX-FlashHead-1_3B", ("VAE_LTX/diffusion_pytorch_model.safetensors",))
 WAV2VEC2_BASE = WeightSource(WAV2VEC2_REPO, ("config.json", "model.safetensors"))
 FANTASYTALKING = WeightSource("acvlab/FantasyTalking", ("fantasytalking_model.ckpt",))

@@ -92,7 +92,7 @@ def _from_diffusers(key: str, prefixes: Mapping[str, str]) -> str:
     key = key.replace(".conv_shortcut.conv.", ".conv_shortcut.")
     for theirs, ours in prefixes.items():
         if key.startswith(theirs):
-            return ours + key[len(theirs):]
+            return ours + key[len(theirs) :]
     return key
 
 
@@ -113,7 +113,7 @@ def convert_vae_state_dict(state_dict: Mapping[str, torch.Tensor], config: RAPCo
             f"The VAE checkpoint for preset '{config.name}' holds no tensors; the file is empty or not a VAE."
         )
     prefix = _vae_prefix(keys)
-    tensors = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    tensors = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     layout = _layout(list(tensors))
     if layout == "diffusers":
         table = _diffusers_prefixes(config.vae)

@@ -42,9 +42,7 @@ def audio_to_mono(waveform, sample_rate: int, target_rate: int = 16000) -> torch
             raise RAPInputError("The audio batch is empty: give at least one clip.")
         audio = audio[0]
     if audio.numel() == 0:
-        raise RAPInputError(
-            f"The audio is empty (shape {tuple(audio.shape)}): give a clip with at least one sample."
-        )
+        raise RAPInputError(f"The audio is empty (shape {tuple(audio.shape)}): give a clip with at least one sample.")
     for name, rate in (("sample_rate", sample_rate), ("target_rate", target_rate)):
         if not float(rate).is_integer() or rate <= 0:
             raise RAPInputError(f"Audio {name} must be a positive whole number of Hz, got {rate}.")
@@ -95,6 +93,8 @@ def audio_for_frames(waveform, sample_rate: int, fps: int, first: int, end: int)
 
 
 _FLOAT_SLACK = 1e-3  # float images may overshoot [0, 1] by this much (rounding in upstream nodes)
+
+
 def tensor_of(array) -> torch.Tensor:
     """torch.as_tensor that copies read-only numpy arrays (np.asarray of a PIL image) instead of warning."""
     if isinstance(array, np.ndarray) and not array.flags.writeable:

@@ -5,6 +5,11 @@ from .dit import RAPTransformer, build_dit
 from .vae import VideoVAE, build_vae
 
 __all__ = [
-    "RAPTransformer", "VideoVAE", "Wav2Vec2Encoder",
-    "build_dit", "build_vae", "build_wav2vec2", "frame_windows",
+    "RAPTransformer",
+    "VideoVAE",
+    "Wav2Vec2Encoder",
+    "build_dit",
+    "build_vae",
+    "build_wav2vec2",
+    "frame_windows",
 ]

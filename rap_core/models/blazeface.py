@@ -23,8 +23,24 @@ from torch import nn
 
 INPUT_SIZE = 128
 # (in_channels, out_channels, stride) of the residual blocks, as in the tflite graph.
-BLOCKS = [(24, 24, 1), (24, 28, 1), (28, 32, 2), (32, 36, 1), (36, 42, 1), (42, 48, 2), (48, 56, 1), (56, 64, 1),
-          (64, 72, 1), (72, 80, 1), (80, 88, 1), (88, 96, 2), (96, 96, 1), (96, 96, 1), (96, 96, 1), (96, 96, 1)]
+BLOCKS = [
+    (24, 24, 1),
+    (24, 28, 1),
+    (28, 32, 2),
+    (32, 36, 1),
+    (36, 42, 1),
+    (42, 48, 2),
+    (48, 56, 1),
+    (56, 64, 1),
+    (64, 72, 1),
+    (72, 80, 1),
+    (80, 88, 1),
+    (88, 96, 2),
+    (96, 96, 1),
+    (96, 96, 1),
+    (96, 96, 1),
+    (96, 96, 1),
+]
 HEAD_BLOCK = 10  # the 16x16 head reads the output of block 10 (88 channels)
 SCORE_CLIP = 100.0  # MediaPipe clips logits to +-100 before the sigmoid
 MIN_SCORE = 0.5  # min_score_thresh of the short-range graph
@@ -81,14 +97,20 @@ class BlazeFace(nn.Module):
             if index == HEAD_BLOCK:
                 fine = x  # [B, 88, 16, 16]
         coarse = x  # [B, 96, 8, 8]
-        logits = torch.cat([
-            rearrange(self.classifier_8(fine), "b a h w -> b (h w a)"),  # [B, 512]
-            rearrange(self.classifier_16(coarse), "b a h w -> b (h w a)"),  # [B, 384]
-        ], dim=1)
-        boxes = torch.cat([
-            rearrange(self.regressor_8(fine), "b (a k) h w -> b (h w a) k", k=16),  # [B, 512, 16]
-            rearrange(self.regressor_16(coarse), "b (a k) h w -> b (h w a) k", k=16),  # [B, 384, 16]
-        ], dim=1)
+        logits = torch.cat(
+            [
+                rearrange(self.classifier_8(fine), "b a h w -> b (h w a)"),  # [B, 512]
+                rearrange(self.classifier_16(coarse), "b a h w -> b (h w a)"),  # [B, 384]
+            ],
+            dim=1,
+        )
+        boxes = torch.cat(
+            [
+                rearrange(self.regressor_8(fine), "b (a k) h w -> b (h w a) k", k=16),  # [B, 512, 16]
+                rearrange(self.regressor_16(coarse), "b (a k) h w -> b (h w a) k", k=16),  # [B, 384, 16]
+            ],
+            dim=1,
+        )
         return boxes, logits
 
 
@@ -135,8 +157,9 @@ def box_iou(box: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     return inter / ((box[2:] - box[:2]).clamp(min=0).prod() + areas - inter).clamp(min=1e-12)
 
 
-def weighted_nms(boxes: torch.Tensor, points: torch.Tensor, scores: torch.Tensor,
-                 min_score: float = MIN_SCORE, iou: float = NMS_IOU) -> list[Detection]:
+def weighted_nms(
+    boxes: torch.Tensor, points: torch.Tensor, scores: torch.Tensor, min_score: float = MIN_SCORE, iou: float = NMS_IOU
+) -> list[Detection]:
     """MediaPipe's weighted NMS: boxes [N, 4], points [N, 6, 2], scores [N] -> detections, best first.
     The best remaining candidate absorbs every candidate overlapping it by more than `iou`; the merged
     box and keypoints are the score-weighted mean of the absorbed ones, the score the best one's."""
@@ -149,10 +172,12 @@ def weighted_nms(boxes: torch.Tensor, points: torch.Tensor, scores: torch.Tensor
         absorbed = box_iou(boxes[0], boxes) > iou
         absorbed[0] = True
         weights = scores[absorbed] / scores[absorbed].sum()  # [M]
-        found.append(Detection(
-            box=(boxes[absorbed] * weights[:, None]).sum(0),
-            keypoints=(points[absorbed] * weights[:, None, None]).sum(0),
-            score=float(scores[0]),
-        ))
+        found.append(
+            Detection(
+                box=(boxes[absorbed] * weights[:, None]).sum(0),
+                keypoints=(points[absorbed] * weights[:, None, None]).sum(0),
+                score=float(scores[0]),
+            )
+        )
         boxes, points, scores = boxes[~absorbed], points[~absorbed], scores[~absorbed]
     return found

@@ -85,7 +85,10 @@ class RAPTransformer(nn.Module):
         factory = dict(device=device, dtype=dtype)
         attention = resolve_attention(attention_backend)
         self.patch_embedding = operations.Conv3d(
-            dit_config.in_channels, dit_config.dim, kernel_size=dit_config.patch_size, stride=dit_config.patch_size,
+            dit_config.in_channels,
+            dit_config.dim,
+            kernel_size=dit_config.patch_size,
+            stride=dit_config.patch_size,
             **factory,
         )
         self.time_embedding = nn.Sequential(
@@ -98,7 +101,8 @@ class RAPTransformer(nn.Module):
         )
         self.intensity = (
             IntensityEmbedding(dit_config.freq_dim, dit_config.dim, operations, **factory)
-            if dit_config.intensity_control else None
+            if dit_config.intensity_control
+            else None
         )
         self.blocks = nn.ModuleList(
             DiTBlock(dit_config, alpha, attention, operations, **factory)
@@ -168,9 +172,7 @@ class RAPTransformer(nn.Module):
             out, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=f, h=h, w=w, pt=pt, ph=ph, pw=pw
         )  # [B, C, F, h, w]
 
-    def _embed_time(
-        self, timestep: torch.Tensor, intensity: torch.Tensor | None, tokens: torch.Tensor
-    ) -> torch.Tensor:
+    def _embed_time(self, timestep: torch.Tensor, intensity: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
         """timestep [B] or [1] in 0..1000 (+ intensity levels, when the DiT has that branch) -> t [B, D] in
         tokens' dtype: the one conditioning vector every block's AdaLN and the head read."""
         # FlashHead casts the timestep to the model dtype before the sinusoid (bf16: 937.5 -> 936).
@@ -180,8 +182,13 @@ class RAPTransformer(nn.Module):
         return t if self.intensity is None else t + self.intensity.embed(intensity, t)  # [B, D]
 
     def forward(
-        self, x: torch.Tensor, ref: torch.Tensor, timestep: torch.Tensor, audio_tokens: torch.Tensor,
-        intensity: torch.Tensor | None = None, face: torch.Tensor | None = None,
+        self,
+        x: torch.Tensor,
+        ref: torch.Tensor,
+        timestep: torch.Tensor,
+        audio_tokens: torch.Tensor,
+        intensity: torch.Tensor | None = None,
+        face: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x, ref [B, C, F, h, w]; timestep [B] (or [1], shared) in 0..1000; audio_tokens [B, F', M, D]
         with F' = F / patch_t; intensity [B, 2] (or [1, 2]; expression, head motion in 0..1; None: the

@@ -26,8 +26,12 @@ class MelEncoder(nn.Module):
         super().__init__()
         window, hop = round(WINDOW_S * audio.sample_rate), round(HOP_S * audio.sample_rate)
         self.mel = MelSpectrogram(
-            sample_rate=audio.sample_rate, n_fft=1 << (window - 1).bit_length(), win_length=window,
-            hop_length=hop, n_mels=audio.hidden_size, power=2.0,
+            sample_rate=audio.sample_rate,
+            n_fft=1 << (window - 1).bit_length(),
+            win_length=window,
+            hop_length=hop,
+            n_mels=audio.hidden_size,
+            power=2.0,
         )
         self.min_samples = window
 

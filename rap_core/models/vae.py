@@ -105,11 +105,13 @@ def _onednn_fits(x: torch.Tensor, conv: nn.Module) -> bool:
     layers) no weight patches that its own forward would apply."""
     weight = conv.weight
     return (
-        x.device.type == "cpu" and weight.device.type == "cpu"
+        x.device.type == "cpu"
+        and weight.device.type == "cpu"
         and x.dtype == weight.dtype == torch.float32
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
         and torch.backends.mkldnn.is_available()
-        and not getattr(conv, "weight_function", None) and not getattr(conv, "bias_function", None)
+        and not getattr(conv, "weight_function", None)
+        and not getattr(conv, "bias_function", None)
     )
 
 
@@ -265,6 +267,7 @@ class VideoVAE(nn.Module):
                 f"VAE patch_size_t {config.patch_size_t} is not supported: the LTX-Video VAE maps 1 + 8k "
                 "frames to 1 + k latents and needs patch_size_t 1. Fix the preset's VAEConfig."
             )
+
         def halvings(scaling: tuple[bool, ...]) -> tuple[int, int]:  # (in space, in time)
             return sum(scaling), sum(scaled and config.scales_time(i) for i, scaled in enumerate(scaling))
 

@@ -132,7 +132,9 @@ class CleanPrefix(Continuity):
         self.prefix = encode(video[:, :, -covered_video_frames(self.n, self.temporal_stride) :])
 
 
-CONTINUITIES: dict[str, type[Continuity]] = {mode.name: mode for mode in (CleanPrefix, StepwiseInheritance, NoContinuity)}
+CONTINUITIES: dict[str, type[Continuity]] = {
+    mode.name: mode for mode in (CleanPrefix, StepwiseInheritance, NoContinuity)
+}
 
 
 def continuity_mode(name: str) -> type[Continuity]:

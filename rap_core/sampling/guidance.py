@@ -16,8 +16,9 @@ from .loop import Velocity
 AudioModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t, audio tokens) -> v
 
 
-def audio_guidance(model: AudioModel, audio: torch.Tensor, scale: float = 1.0,
-                   null_audio: torch.Tensor | None = None) -> Velocity:
+def audio_guidance(
+    model: AudioModel, audio: torch.Tensor, scale: float = 1.0, null_audio: torch.Tensor | None = None
+) -> Velocity:
     """(x, t) -> v_null + scale * (v_audio - v_null), both evaluated in ONE batched forward.
 
     Scale 1 conditions on `audio` alone (one pass, no `null_audio` needed). `null_audio` broadcasts

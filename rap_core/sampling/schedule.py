@@ -56,8 +56,10 @@ def flow_timesteps(
             )
     else:
         if steps < 1:
-            raise RAPInputError(f"steps must be at least 1 (got {steps}); each preset's own is in the README's "
-                                "recommended sampler settings.")
+            raise RAPInputError(
+                f"steps must be at least 1 (got {steps}); each preset's own is in the README's "
+                "recommended sampler settings."
+            )
         if not shift > 0:
             raise RAPInputError(f"shift must be positive (got {shift}); 1 is no shift, FlashHead uses 5.")
         if schedule == "uniform":

@@ -12,7 +12,23 @@ from .render import SWAY_LIMIT, Layout, layout, render
 from .speech import SAMPLE_RATE, Utterance, sample_utterance, synthesize, texts, voices
 
 __all__ = [
-    "SAMPLE_RATE", "SWAY_LIMIT", "Clip", "Identity", "Layout", "MouthTrack", "Utterance", "blink_track",
-    "layout", "make_clip", "mouth_track", "portrait", "render", "sample_identity",
-    "sample_utterance", "sway_track", "synthesize", "texts", "voices",
+    "SAMPLE_RATE",
+    "SWAY_LIMIT",
+    "Clip",
+    "Identity",
+    "Layout",
+    "MouthTrack",
+    "Utterance",
+    "blink_track",
+    "layout",
+    "make_clip",
+    "mouth_track",
+    "portrait",
+    "render",
+    "sample_identity",
+    "sample_utterance",
+    "sway_track",
+    "synthesize",
+    "texts",
+    "voices",
 ]

@@ -25,7 +25,11 @@ from .speech import SAMPLE_RATE, Utterance, sample_utterance, synthesize
 
 BLINK_GAP_S = (2.0, 6.0)
 _BLINKS = ((0.5, 1.0, 0.5), (0.4, 1.0, 1.0, 0.4))  # eyelid closure over a 3- or 4-frame blink
-_SWAY_DAMPING, _SWAY_PULL, _SWAY_NOISE = 0.1, 0.02, 0.03  # per frame: velocity decay, pull to the centre, velocity noise
+_SWAY_DAMPING, _SWAY_PULL, _SWAY_NOISE = (
+    0.1,
+    0.02,
+    0.03,
+)  # per frame: velocity decay, pull to the centre, velocity noise
 EXPRESSION_GAIN = (0.85, 1.2)  # range of the per-clip factor on the mouth opening (clamped to 1)
 HEAD_ENERGY = (0.25, 2.0)  # range of the per-clip factor on the walk's velocity noise and the nod's depth
 NOD_SHARE = 0.8  # of SWAY_LIMIT: the nod of the most restless clip at full loudness; the walk keeps the rest
@@ -77,7 +81,9 @@ def sway_track(rng: random.Random, openness: torch.Tensor, energy: float = 1.0) 
     return walk + torch.stack([torch.zeros_like(stress), depth * stress], dim=1)  # [T, 2]
 
 
-def make_clip(seed: int, size: int = 64, split: str = "train", fps: int = 25, utterance: Utterance | None = None) -> Clip:
+def make_clip(
+    seed: int, size: int = 64, split: str = "train", fps: int = 25, utterance: Utterance | None = None
+) -> Clip:
     """The clip of `seed`: identity `seed` says `utterance` (by default the `split` utterance of `seed`)."""
     identity = sample_identity(seed)
     utterance = utterance if utterance is not None else sample_utterance(seed, split)
@@ -90,8 +96,14 @@ def make_clip(seed: int, size: int = 64, split: str = "train", fps: int = 25, ut
     sway = sway_track(random.Random(f"sway:{seed}"), mouth.openness, energy)
     return Clip(
         frames=render(identity, openness, mouth.width, blink, sway, size),
-        audio=audio, sample_rate=SAMPLE_RATE, openness=openness, identity=identity, utterance=utterance,
-        width=mouth.width, blink=blink, sway=sway,
+        audio=audio,
+        sample_rate=SAMPLE_RATE,
+        openness=openness,
+        identity=identity,
+        utterance=utterance,
+        width=mouth.width,
+        blink=blink,
+        sway=sway,
     )
 
 

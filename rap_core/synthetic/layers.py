@@ -47,8 +47,11 @@ def _hair_behind(s: Identity) -> list[Layer]:
         half_w, half_h = rx * (1 + vol), ry * (1 + 0.6 * vol)
 
         def long(x, y):
-            return smooth_union(ellipse(x, y, 0.0, fy - 0.02, half_w, half_h),
-                                rounded_box(x, y, 0.0, fy + 0.75 * ry, 0.98 * half_w, 0.75 * ry, 0.15), 0.05)
+            return smooth_union(
+                ellipse(x, y, 0.0, fy - 0.02, half_w, half_h),
+                rounded_box(x, y, 0.0, fy + 0.75 * ry, 0.98 * half_w, 0.75 * ry, 0.15),
+                0.05,
+            )
 
         pad = 0.05 / 4  # smooth_union swells a seam by at most k / 4
         return [Layer(long, s.hair, (-half_w - pad, half_w + pad, fy - 0.02 - half_h, fy + 1.5 * ry), role="behind")]
@@ -57,9 +60,13 @@ def _hair_behind(s: Identity) -> list[Layer]:
 
         def curls(x, y):
             angle = torch.atan2(x, cy - y)  # 0 at the crown, +-pi under the chin
-            return (ellipse(x, y, 0.0, cy, half_w, half_h) - curl * torch.cos(11.0 * angle)) / (1 + 11.0 * curl / half_h)
+            return (ellipse(x, y, 0.0, cy, half_w, half_h) - curl * torch.cos(11.0 * angle)) / (
+                1 + 11.0 * curl / half_h
+            )
 
-        return [Layer(curls, s.hair, (-half_w - curl, half_w + curl, cy - half_h - curl, cy + half_h + curl), role="behind")]
+        return [
+            Layer(curls, s.hair, (-half_w - curl, half_w + curl, cy - half_h - curl, cy + half_h + curl), role="behind")
+        ]
     if s.hair_style == "bun":
         r = 0.33 * rx
         cy = fy - ry * (1 + 0.6 * vol) - 0.6 * r
@@ -85,6 +92,7 @@ def _body(s: Identity) -> list[Layer]:
     ]
     chest_skin = _scale(s.skin, 0.95)
     if s.neckline == "round":
+
         def round_neck(x, y):
             return torch.maximum(body(x, y), ellipse(x, y, 0.0, chest, 1.5 * neck_w, 0.14))
 
@@ -97,11 +105,19 @@ def _body(s: Identity) -> list[Layer]:
 
         layers.append(Layer(v_neck, chest_skin, box, moves=False, role="behind"))
     else:
+
         def collar(x, y):
             return rounded_box(x, y, 0.0, chest, 1.2 * neck_w, 0.08, 0.05)
 
-        layers.append(Layer(collar, _scale(s.clothing, 0.8), (-1.2 * neck_w, 1.2 * neck_w, chest - 0.08, chest + 0.08),
-                            moves=False, role="behind"))
+        layers.append(
+            Layer(
+                collar,
+                _scale(s.clothing, 0.8),
+                (-1.2 * neck_w, 1.2 * neck_w, chest - 0.08, chest + 0.08),
+                moves=False,
+                role="behind",
+            )
+        )
     return layers
 
 
@@ -119,9 +135,15 @@ def _head(s: Identity) -> list[Layer]:
     seam = 0.04 / 4  # smooth_union swells a seam by at most k / 4
 
     return [
-        Layer(lambda x, y: ellipse(x.abs(), y, ear_x, ear_y, ear_w, ear_h), _scale(s.skin, 0.93), ear_box, role="behind"),
-        Layer(lambda x, y: ellipse(x.abs(), y, ear_x + 0.1 * ear_w, ear_y, 0.5 * ear_w, 0.6 * ear_h),
-              _scale(s.skin, 0.78), ear_box, role="behind"),
+        Layer(
+            lambda x, y: ellipse(x.abs(), y, ear_x, ear_y, ear_w, ear_h), _scale(s.skin, 0.93), ear_box, role="behind"
+        ),
+        Layer(
+            lambda x, y: ellipse(x.abs(), y, ear_x + 0.1 * ear_w, ear_y, 0.5 * ear_w, 0.6 * ear_h),
+            _scale(s.skin, 0.78),
+            ear_box,
+            role="behind",
+        ),
         Layer(face, s.skin, (-rx - seam, rx + seam, fy - ry - seam, jaw_cy + jaw_ry + seam), role="face"),
     ]
 
@@ -191,10 +213,17 @@ def _nose(s: Identity, pixel: float) -> list[Layer]:
     nw = s.nose_width * s.face_rx
     tip = s.face_y + (s.eye_y + s.nose_length + 0.04) * s.face_ry
     nostril = max(0.18 * nw, 0.5 * pixel)
-    box = (-max(nw, 0.45 * nw + nostril), max(nw, 0.45 * nw + nostril), tip - 0.7 * nw, tip + max(0.7 * nw, 0.25 * nw + nostril))
+    box = (
+        -max(nw, 0.45 * nw + nostril),
+        max(nw, 0.45 * nw + nostril),
+        tip - 0.7 * nw,
+        tip + max(0.7 * nw, 0.25 * nw + nostril),
+    )
     return [
         Layer(lambda x, y: ellipse(x, y, 0.0, tip, nw, 0.7 * nw), _scale(s.skin, 0.9), box),
-        Layer(lambda x, y: ellipse(x.abs(), y, 0.45 * nw, tip + 0.25 * nw, nostril, nostril), _scale(s.skin, 0.55), box),
+        Layer(
+            lambda x, y: ellipse(x.abs(), y, 0.45 * nw, tip + 0.25 * nw, nostril, nostril), _scale(s.skin, 0.55), box
+        ),
     ]
 
 
@@ -223,9 +252,17 @@ def _mouth(s: Identity, openness: torch.Tensor, width: torch.Tensor, pixel: floa
     ]
 
 
-def face_layers(s: Identity, openness: torch.Tensor, width: torch.Tensor, blink: torch.Tensor, pixel: float) -> list[Layer]:
+def face_layers(
+    s: Identity, openness: torch.Tensor, width: torch.Tensor, blink: torch.Tensor, pixel: float
+) -> list[Layer]:
     """All layers of `s`, back to front, for N frames of controls (each [N])."""
     return [
-        *_hair_behind(s), *_body(s), *_head(s), *_hair_front(s), *_eyes(s, blink, pixel),
-        *_brows(s, pixel), *_nose(s, pixel), *_mouth(s, openness, width, pixel),
+        *_hair_behind(s),
+        *_body(s),
+        *_head(s),
+        *_hair_front(s),
+        *_eyes(s, blink, pixel),
+        *_brows(s, pixel),
+        *_nose(s, pixel),
+        *_mouth(s, openness, width, pixel),
     ]

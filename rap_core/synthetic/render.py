@@ -82,11 +82,15 @@ def _check_controls(openness, width, blink, sway, size: int) -> tuple[torch.Tens
         raise RAPInputError(f"The render size must be at least {MIN_SIZE} pixels, got {size}.")
     controls = [torch.as_tensor(v, dtype=torch.float32) for v in (openness, width, blink, sway)]
     frames = controls[0].shape[0] if controls[0].ndim == 1 else -1
-    shapes_ok = all(v.ndim == 1 and v.shape[0] == frames for v in controls[:3]) and tuple(controls[3].shape) == (frames, 2)
+    shapes_ok = all(v.ndim == 1 and v.shape[0] == frames for v in controls[:3]) and tuple(controls[3].shape) == (
+        frames,
+        2,
+    )
     if frames < 1 or not shapes_ok:
         raise RAPInputError(
             "render() takes openness, width and blink shaped [T] and sway shaped [T, 2] for the same T >= 1; got "
-            + ", ".join(str(tuple(v.shape)) for v in controls) + "."
+            + ", ".join(str(tuple(v.shape)) for v in controls)
+            + "."
         )
     if any(not torch.isfinite(v).all() or v.min() < 0 or v.max() > 1 for v in controls[:3]):
         raise RAPInputError("openness, width and blink must be finite values in 0..1; clamp them before rendering.")
@@ -99,7 +103,8 @@ def _check_controls(openness, width, blink, sway, size: int) -> tuple[torch.Tens
 
 
 def render(identity: Identity, openness, width, blink, sway, size: int) -> torch.Tensor:
-    """Frames of `identity`: openness, width, blink [T] in 0..1 and sway [T, 2] -> [T, size, size, 3] float32 in 0..1."""
+    """Frames of `identity`: openness, width, blink [T] in 0..1 and sway [T, 2] -> [T, size, size, 3] float32
+    in 0..1."""
     openness, width, blink, sway = _check_controls(openness, width, blink, sway, size)
     frames = openness.shape[0]
     pixel, axis = 2.0 / size, _axis(size)
@@ -138,7 +143,9 @@ def layout(identity: Identity, size: int, sway: float = SWAY_LIMIT) -> Layout:
     if not 0.0 <= sway <= SWAY_LIMIT:
         raise RAPInputError(f"The layout's sway must lie in 0..{SWAY_LIMIT} (normalised units), got {sway}.")
     grid = torch.linspace(0.0, 1.0, 6)
-    openness, width = (rearrange(v, "a b -> (a b)") for v in torch.meshgrid(grid, grid, indexing="ij"))  # [6, 6] -> [36]
+    openness, width = (
+        rearrange(v, "a b -> (a b)") for v in torch.meshgrid(grid, grid, indexing="ij")
+    )  # [6, 6] -> [36]
     blink = torch.linspace(0.0, 1.0, openness.shape[0])
     pixel, axis = 2.0 / size, _axis(size)
     covered = torch.zeros(size, size, dtype=torch.bool)

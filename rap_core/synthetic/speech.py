@@ -30,13 +30,27 @@ _WORDS = {
         "who": ("Anna", "the farmer", "my brother", "the pilot", "Oscar", "a teacher"),
         "did": ("painted", "carried", "found", "washed", "sold", "opened"),
         "what": ("the yellow boat", "seven apples", "a wooden chair", "the old piano", "two blue kites", "a heavy box"),
-        "where": ("near the river", "before lunch", "in the garden", "at the market", "under the bridge", "every morning"),
+        "where": (
+            "near the river",
+            "before lunch",
+            "in the garden",
+            "at the market",
+            "under the bridge",
+            "every morning",
+        ),
     },
     "heldout": {
         "who": ("Victor", "the baker", "her cousin", "the doctor", "Maria", "a stranger"),
         "did": ("cleaned", "dropped", "bought", "mended", "brought", "watched"),
         "what": ("a silver spoon", "nine lemons", "the broken clock", "a purple scarf", "three glass jars", "the map"),
-        "where": ("beside the lake", "after dinner", "on the train", "in the kitchen", "through the window", "last winter"),
+        "where": (
+            "beside the lake",
+            "after dinner",
+            "on the train",
+            "in the kitchen",
+            "through the window",
+            "last winter",
+        ),
     },
 }
 
@@ -68,7 +82,10 @@ def texts(split: str) -> tuple[str, ...]:
     words = _WORDS[split]
     return tuple(
         f"{who[0].upper()}{who[1:]} {did} {what} {where}."
-        for who in words["who"] for did in words["did"] for what in words["what"] for where in words["where"]
+        for who in words["who"]
+        for did in words["did"]
+        for what in words["what"]
+        for where in words["where"]
     )
 
 
@@ -87,16 +104,20 @@ def sample_utterance(seed: int, split: str = "train") -> Utterance:
 def _parse_wav(data: bytes) -> tuple[torch.Tensor, int]:
     """espeak-ng's streamed 16-bit mono WAV (its size fields are placeholders) -> ([S] float32, rate)."""
     if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise RAPInputError("espeak-ng did not write a WAV file; check that `espeak-ng --stdout` works on this machine.")
+        raise RAPInputError(
+            "espeak-ng did not write a WAV file; check that `espeak-ng --stdout` works on this machine."
+        )
     offset, rate, pcm = 12, None, None
     while offset + 8 <= len(data):
-        kind, size = data[offset:offset + 4], struct.unpack("<I", data[offset + 4:offset + 8])[0]
+        kind, size = data[offset : offset + 4], struct.unpack("<I", data[offset + 4 : offset + 8])[0]
         if kind == b"fmt ":
-            fmt, channels, rate, _, _, bits = struct.unpack("<HHIIHH", data[offset + 8:offset + 24])
+            fmt, channels, rate, _, _, bits = struct.unpack("<HHIIHH", data[offset + 8 : offset + 24])
             if (fmt, channels, bits) != (1, 1, 16):
-                raise RAPInputError(f"espeak-ng wrote PCM format {fmt}, {channels} channels, {bits} bits; expected 1, 1, 16.")
+                raise RAPInputError(
+                    f"espeak-ng wrote PCM format {fmt}, {channels} channels, {bits} bits; expected 1, 1, 16."
+                )
         elif kind == b"data":
-            pcm = data[offset + 8:]
+            pcm = data[offset + 8 :]
             break
         offset += 8 + size
     if rate is None or pcm is None:
@@ -120,7 +141,8 @@ def synthesize(text: str, voice: str, rate: int, pitch: int) -> torch.Tensor:
     if result.returncode != 0 or not result.stdout:
         raise RAPInputError(
             f"espeak-ng could not speak with voice {voice!r} (rate {rate}, pitch {pitch}): "
-            f"{result.stderr.decode(errors='replace').strip() or 'no output'}. List the voices with `espeak-ng --voices`."
+            f"{result.stderr.decode(errors='replace').strip() or 'no output'}. "
+            "List the voices with `espeak-ng --voices`."
         )
     waveform, source_rate = _parse_wav(result.stdout)
     if waveform.numel() == 0:

@@ -86,8 +86,9 @@ def _pixel_weights(seeds: list[int], size: int, mouth_weight: float) -> torch.Te
     return weights
 
 
-def _losses(vae: VideoVAE, video: torch.Tensor, weights: torch.Tensor, kl_weight: float,
-            generator: torch.Generator) -> dict:
+def _losses(
+    vae: VideoVAE, video: torch.Tensor, weights: torch.Tensor, kl_weight: float, generator: torch.Generator
+) -> dict:
     """video [B, 3, T, H, W], weights [B, 1, 1, H, W] -> the loss and its parts."""
     moments = vae.encoder(video)  # [B, C + 1, F, h, w]
     mean, logvar = moments[:, :-1], moments[:, -1:].clamp(-30.0, 20.0)
@@ -124,13 +125,22 @@ def train_vae(config: RAPConfig, out: str | os.PathLike, train_config: VAETrainC
         start = int(state["step"])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step + start, train_config))
     size, last = config.height, {}
-    for step in tqdm(range(start, train_config.steps), initial=start, total=train_config.steps, unit="step", desc="train-vae",
-                     disable=not progress):
+    for step in tqdm(
+        range(start, train_config.steps),
+        initial=start,
+        total=train_config.steps,
+        unit="step",
+        desc="train-vae",
+        disable=not progress,
+    ):
         per_step = train_config.batch_size + train_config.image_batch
         seeds = [step_seed(train_config.seed, step * per_step + i) for i in range(per_step)]
         generator = torch.Generator().manual_seed(step_seed(train_config.seed, step))
         optimizer.zero_grad(set_to_none=True)
-        batches = [("", seeds[: train_config.batch_size], train_config.clip_frames), ("image_", seeds[train_config.batch_size :], 1)]
+        batches = [
+            ("", seeds[: train_config.batch_size], train_config.clip_frames),
+            ("image_", seeds[train_config.batch_size :], 1),
+        ]
         logged = {}
         for prefix, part, frames in (batch for batch in batches if batch[1]):
             weights = _pixel_weights(part, size, train_config.mouth_weight)
@@ -148,6 +158,8 @@ def train_vae(config: RAPConfig, out: str | os.PathLike, train_config: VAETrainC
             state = {"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": done}
             replace_atomically(state_path, partial(torch.save, state))
     vae.eval()
-    calibrate(vae, [-1 - i for i in range(train_config.calibration_clips)], train_config.clip_frames, size)  # seeds never trained on
+    calibrate(
+        vae, [-1 - i for i in range(train_config.calibration_clips)], train_config.clip_frames, size
+    )  # seeds never trained on
     save_weights(out / "vae.safetensors", vae.state_dict(), config.name, train_config.steps, train_config)
     return last

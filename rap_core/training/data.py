@@ -61,8 +61,15 @@ class TrainingBatch:
 
 @torch.no_grad()
 def encode_clip(
-    config: RAPConfig, vae: VideoVAE, audio_encoder: SpeechEncoder, frames: torch.Tensor, audio: torch.Tensor,
-    portrait: torch.Tensor, face_mask: torch.Tensor, mouth_mask: torch.Tensor, motion: torch.Tensor,
+    config: RAPConfig,
+    vae: VideoVAE,
+    audio_encoder: SpeechEncoder,
+    frames: torch.Tensor,
+    audio: torch.Tensor,
+    portrait: torch.Tensor,
+    face_mask: torch.Tensor,
+    mouth_mask: torch.Tensor,
+    motion: torch.Tensor,
     face_box: tuple[float, float, float, float] | None = None,
 ) -> EncodedClip:
     """frames [T, H, W, 3] in 0..1 at the preset's size; audio [S] mono at the preset's rate with
@@ -125,8 +132,9 @@ def synthetic_clips(
     """`count` clips of the synthetic world (identities and utterances seed .. seed + count - 1),
     rendered at the preset's size and encoded for it."""
     if config.height != config.width:
-        raise RAPInputError(f"The synthetic world renders square frames; preset '{config.name}' is "
-                            f"{config.width}x{config.height}.")
+        raise RAPInputError(
+            f"The synthetic world renders square frames; preset '{config.name}' is {config.width}x{config.height}."
+        )
     clips = []
     for index in range(seed, seed + count):
         clip = make_clip(index, size=config.height, split=split, fps=config.fps)
@@ -134,8 +142,20 @@ def synthetic_clips(
         still = portrait(clip.identity, config.height)
         loudness = mouth_track(clip.audio, clip.sample_rate, config.fps).openness  # [T] the speech's envelope in 0..1
         motion = motion_statistics(clip.openness, loudness, clip.sway)
-        clips.append(encode_clip(config, vae, audio_encoder, clip.frames, clip.audio, still, face_region(pose),
-                                 mouth_region(marks), motion, marks.face_box))
+        clips.append(
+            encode_clip(
+                config,
+                vae,
+                audio_encoder,
+                clip.frames,
+                clip.audio,
+                still,
+                face_region(pose),
+                mouth_region(marks),
+                motion,
+                marks.face_box,
+            )
+        )
     return clips
 
 
@@ -168,8 +188,9 @@ class ClipSet:
             self.clips.append(EncodedClip(**stored))
         self.intensity = percentiles(torch.stack([clip.motion for clip in self.clips]))  # [N, 2]
 
-    def batch(self, generator: torch.Generator, batch_size: int, window: int, beta: float, audio_window: int,
-              stride: int) -> TrainingBatch:
+    def batch(
+        self, generator: torch.Generator, batch_size: int, window: int, beta: float, audio_window: int, stride: int
+    ) -> TrainingBatch:
         """`batch_size` windows of `window` latents from clips drawn at random."""
         picks = torch.randint(len(self.clips), (batch_size,), generator=generator).tolist()
         latents, references, audio, masks, mouths, faces = [], [], [], [], [], []
@@ -185,6 +206,11 @@ class ClipSet:
             mouths.append(clip.mouth_mask)
             faces.append(clip.face)
         return TrainingBatch(
-            torch.stack(latents), torch.stack(references), torch.stack(audio), torch.stack(masks), torch.stack(mouths),
-            self.intensity[picks], torch.stack(faces),
+            torch.stack(latents),
+            torch.stack(references),
+            torch.stack(audio),
+            torch.stack(masks),
+            torch.stack(mouths),
+            self.intensity[picks],
+            torch.stack(faces),
         )

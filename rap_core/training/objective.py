@@ -65,8 +65,13 @@ def _masked_mean(error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def rap_loss(
-    v: torch.Tensor, target: torch.Tensor, face_mask: torch.Tensor, face_weight: float = 0.5, motion_weight: float = 0.5,
-    mouth_mask: torch.Tensor | None = None, lip_weight: float = 0.0,
+    v: torch.Tensor,
+    target: torch.Tensor,
+    face_mask: torch.Tensor,
+    face_weight: float = 0.5,
+    motion_weight: float = 0.5,
+    mouth_mask: torch.Tensor | None = None,
+    lip_weight: float = 0.0,
 ) -> LossParts:
     """v, target [B, C, F, h, w]; face_mask, mouth_mask [B, h, w] in 0..1 (latent grid) -> the loss and
     its parts. The lip term (FantasyTalking's lip-focused second stage) needs mouth_mask."""

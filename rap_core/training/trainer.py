@@ -58,7 +58,12 @@ class Denoiser(nn.Module):
         self.dit = dit
 
     def forward(
-        self, x: torch.Tensor, ref: torch.Tensor, t: torch.Tensor, windows: torch.Tensor, intensity: torch.Tensor,
+        self,
+        x: torch.Tensor,
+        ref: torch.Tensor,
+        t: torch.Tensor,
+        windows: torch.Tensor,
+        intensity: torch.Tensor,
         face: torch.Tensor,
     ) -> torch.Tensor:
         """x, ref [B, C, K, h, w]; t [B] in 0..1000; windows [B, T, W, L, Ca]; intensity [B, 2] and face
@@ -92,10 +97,20 @@ def _loss(model: nn.Module, batch: TrainingBatch, train_config: TrainConfig, gen
     keep = (torch.rand(size, generator=generator) >= train_config.audio_dropout).to(batch.audio_windows)
     windows = batch.audio_windows * keep.view(-1, 1, 1, 1, 1)  # dropped samples see all-zero features
     v = model(x_t, batch.reference, t * 1000, windows, batch.intensity, batch.face)
-    return rap_loss(v, target, batch.face_mask, train_config.face_weight, train_config.motion_weight, batch.mouth_mask, train_config.lip_weight)
+    return rap_loss(
+        v,
+        target,
+        batch.face_mask,
+        train_config.face_weight,
+        train_config.motion_weight,
+        batch.mouth_mask,
+        train_config.lip_weight,
+    )
 
 
-def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, train_config: TrainConfig, progress: bool = True) -> dict:
+def train(
+    config: RAPConfig, data: ClipSet, out: str | os.PathLike, train_config: TrainConfig, progress: bool = True
+) -> dict:
     """Train the DiT of `config` on `data`, resuming from `out/state.pt` if present. Returns the
     last logged losses."""
     rank, world, device = _distributed()
@@ -126,7 +141,9 @@ def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, train_config
     for step in range(start, train_config.steps):
         seed = step_seed(train_config.seed, rank, step) % 2**63  # within a generator's seed range
         generator = torch.Generator().manual_seed(seed)
-        batch = data.batch(generator, train_config.batch_size, window, train_config.beta, audio_window, stride).to(device)
+        batch = data.batch(generator, train_config.batch_size, window, train_config.beta, audio_window, stride).to(
+            device
+        )
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             parts = _loss(model, batch, train_config, generator)
         optimizer.zero_grad(set_to_none=True)
@@ -137,8 +154,15 @@ def train(config: RAPConfig, data: ClipSet, out: str | os.PathLike, train_config
         bar.update(1)
         done = step + 1
         if done % train_config.log_every == 0 or done == train_config.steps:
-            last = {"step": done, "loss": parts.total.item(), "flow": parts.flow.item(), "face": parts.face.item(),
-                    "motion": parts.motion.item(), "lip": parts.lip.item(), "grad_norm": float(_full(norm))}
+            last = {
+                "step": done,
+                "loss": parts.total.item(),
+                "flow": parts.flow.item(),
+                "face": parts.face.item(),
+                "motion": parts.motion.item(),
+                "lip": parts.lip.item(),
+                "grad_norm": float(_full(norm)),
+            }
             bar.set_postfix(loss=f"{last['loss']:.4f}")
             if done % train_config.checkpoint_every == 0 or done == train_config.steps:
                 last["replica_digests"] = _replica_digests(dit, world)
@@ -163,8 +187,9 @@ def _replica_digests(dit: nn.Module, world: int) -> list[list[float]]:
     return [g.tolist() for g in gathered]
 
 
-def _checkpoint(out: Path, rank: int, dit: nn.Module, ema: EMA, optimizer, step: int, train_config: TrainConfig,
-                config: RAPConfig) -> None:
+def _checkpoint(
+    out: Path, rank: int, dit: nn.Module, ema: EMA, optimizer, step: int, train_config: TrainConfig, config: RAPConfig
+) -> None:
     model = {name: _full(p) for name, p in dit.state_dict().items()}
     shadow = {name: _full(p) for name, p in ema.state_dict().items()}
     if rank != 0:

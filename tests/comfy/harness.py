@@ -314,8 +314,7 @@ class Run:
         if err is not None:
             raise RuntimeError(
                 f"prompt {self.prompt_id} failed in node {err.get('node_id')} ({err.get('node_type')}): "
-                f"{err.get('exception_type')}: {err.get('exception_message')}\n"
-                + "".join(err.get("traceback") or [])
+                f"{err.get('exception_type')}: {err.get('exception_message')}\n" + "".join(err.get("traceback") or [])
             )
         raise RuntimeError(f"prompt {self.prompt_id} ended as {self.status}: {[t for t, _ in self.events]}")
 
@@ -617,16 +616,10 @@ class Frontend:
         names = sorted(self.object_info)
         self.page.wait_for_function("() => !!(window.app && window.LiteGraph && window.app.graph)")
         try:
-            self.page.wait_for_function(
-                "names => names.every(n => n in LiteGraph.registered_node_types)", arg=names
-            )
+            self.page.wait_for_function("names => names.every(n => n in LiteGraph.registered_node_types)", arg=names)
         except Exception as exc:
-            missing = self.page.evaluate(
-                "names => names.filter(n => !(n in LiteGraph.registered_node_types))", names
-            )
-            raise RuntimeError(
-                f"frontend never registered {missing[:20]}; page errors: {self.page_errors}"
-            ) from exc
+            missing = self.page.evaluate("names => names.filter(n => !(n in LiteGraph.registered_node_types))", names)
+            raise RuntimeError(f"frontend never registered {missing[:20]}; page errors: {self.page_errors}") from exc
         # After setup the app opens its first (blank) workflow; a graph loaded before that
         # would be replaced by it.
         self.page.wait_for_function("() => !!app.extensionManager?.workflow?.activeWorkflow")
@@ -673,9 +666,7 @@ def load_ui_workflow(page: Any, ui_json: Mapping[str, Any]) -> JSON:
     return dict(json.loads(page.evaluate(_LOAD_UI_JS, dict(ui_json))))
 
 
-def api_to_ui(
-    page: Any, api_json: Mapping[str, Any], control_after_generate: str | None = "fixed"
-) -> JSON:
+def api_to_ui(page: Any, api_json: Mapping[str, Any], control_after_generate: str | None = "fixed") -> JSON:
     """Turn an API prompt into a UI-format workflow the way the frontend does when such a
     file is dropped on it (``app.loadApiJson``, which also lays the graph out), then take
     the workflow the frontend exports (``(await app.graphToPrompt()).workflow``).
@@ -684,8 +675,7 @@ def api_to_ui(
     (the frontend's own default is ``"randomize"``; ``None`` keeps it).
     """
     missing = page.evaluate(
-        "api => Object.values(api).map(n => n.class_type)"
-        ".filter(t => !(t in LiteGraph.registered_node_types))",
+        "api => Object.values(api).map(n => n.class_type).filter(t => !(t in LiteGraph.registered_node_types))",
         dict(api_json),
     )
     if missing:
@@ -739,17 +729,23 @@ def layout_problems(boxes: Mapping[str, Any]) -> list[str]:
     height each side; it cuts off the rest)."""
     bar = boxes["title_height"]
     nodes = boxes["nodes"]
-    edges = {n["id"]: (n["pos"][0], n["pos"][1] - bar, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
-             for n in nodes}  # left, top, right, bottom
+    edges = {
+        n["id"]: (n["pos"][0], n["pos"][1] - bar, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1]) for n in nodes
+    }  # left, top, right, bottom
     names = {n["id"]: f"{n['title']} ({n['id']})" for n in nodes}
     problems = [
         f"{names[a]} overlaps {names[b]}"
-        for i, a in enumerate(edges) for b in list(edges)[i + 1:]
-        if edges[a][0] < edges[b][2] and edges[b][0] < edges[a][2] and edges[a][1] < edges[b][3] and edges[b][1] < edges[a][3]
+        for i, a in enumerate(edges)
+        for b in list(edges)[i + 1 :]
+        if edges[a][0] < edges[b][2]
+        and edges[b][0] < edges[a][2]
+        and edges[a][1] < edges[b][3]
+        and edges[b][1] < edges[a][3]
     ]
     return problems + [
         f"the title of {names[n['id']]} is cut off: {n['title_width']:.0f} px in {n['size'][0] - 2 * bar:.0f}"
-        for n in nodes if n["title_width"] > n["size"][0] - 2 * bar
+        for n in nodes
+        if n["title_width"] > n["size"][0] - 2 * bar
     ]
 
 

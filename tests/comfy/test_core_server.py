@@ -29,8 +29,13 @@ def core_prompt(prefix: str = "video/core") -> dict[str, Any]:
         "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 8.0}},
         "3": {
             "class_type": "SaveVideo",
-            "inputs": {"video": ["2", 0], "filename_prefix": prefix, "format": "auto", "format.codec": "auto",
-                       "codec": "auto"},  # format.codec: 0.33's nested codec choice; 0.3.75 ignores it
+            "inputs": {
+                "video": ["2", 0],
+                "filename_prefix": prefix,
+                "format": "auto",
+                "format.codec": "auto",
+                "codec": "auto",
+            },  # format.codec: 0.33's nested codec choice; 0.3.75 ignores it
         },
     }
 

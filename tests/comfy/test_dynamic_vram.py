@@ -71,9 +71,11 @@ def models(comfy, tmp_path_factory):
     (rap / "user-demo").mkdir()
     for name in ("dit.safetensors", "vae.safetensors"):
         shutil.copy(DEMO_WEIGHTS / name, rap / "user-demo" / name)
-    kijai = {key.replace("audio_processor.", "").replace(".processor", ""): value.half()
-             for part, tensors in fantasytalking_checkpoint().items() for key, value in
-             ((f"{part}.{name}", tensor) for name, tensor in tensors.items())}
+    kijai = {
+        key.replace("audio_processor.", "").replace(".processor", ""): value.half()
+        for part, tensors in fantasytalking_checkpoint().items()
+        for key, value in ((f"{part}.{name}", tensor) for name, tensor in tensors.items())
+    }
     save_file(kijai, rap / KIJAI_FILE)
     folder_paths.add_model_folder_path("rap", str(rap))
     return dict(root=root, rap=rap, **names)
@@ -84,33 +86,65 @@ DEMO, TINY = get_preset("demo"), get_preset("tiny")
 LOADS = {
     "dit-tiny": ("RAPModelLoader", dict(ckpt_name=BUILTIN, preset="tiny"), lambda rap: builtin_dit(TINY)),
     "dit-demo": ("RAPModelLoader", dict(ckpt_name=BUILTIN, preset="demo"), lambda rap: builtin_dit(DEMO)),
-    "dit-file": ("RAPModelLoader", dict(ckpt_name="user-demo/dit.safetensors", preset="demo"),
-                 lambda rap: load_dit(rap / "user-demo" / "dit.safetensors", DEMO)),
-    "dit-file-auto": ("RAPModelLoader", dict(ckpt_name="user-demo/dit.safetensors", preset="auto"),
-                      lambda rap: load_dit(rap / "user-demo" / "dit.safetensors", DEMO)),
+    "dit-file": (
+        "RAPModelLoader",
+        dict(ckpt_name="user-demo/dit.safetensors", preset="demo"),
+        lambda rap: load_dit(rap / "user-demo" / "dit.safetensors", DEMO),
+    ),
+    "dit-file-auto": (
+        "RAPModelLoader",
+        dict(ckpt_name="user-demo/dit.safetensors", preset="auto"),
+        lambda rap: load_dit(rap / "user-demo" / "dit.safetensors", DEMO),
+    ),
     "vae-tiny": ("RAPVAELoader", dict(vae_name=BUILTIN, preset="tiny"), lambda rap: builtin_vae(TINY)),
     "vae-demo": ("RAPVAELoader", dict(vae_name=BUILTIN, preset="demo"), lambda rap: builtin_vae(DEMO)),
-    "vae-file": ("RAPVAELoader", dict(vae_name="user-demo/vae.safetensors", preset="demo"),
-                 lambda rap: load_vae(rap / "user-demo" / "vae.safetensors", DEMO)),
-    "vae-file-auto": ("RAPVAELoader", dict(vae_name="user-demo/vae.safetensors", preset="auto"),
-                      lambda rap: load_vae(rap / "user-demo" / "vae.safetensors", DEMO)),
-    "encoder-tiny": ("RAPAudioEncoderLoader", dict(encoder=BUILTIN, preset="tiny"),
-                     lambda rap: load_audio_encoder(TINY)),
-    "encoder-demo": ("RAPAudioEncoderLoader", dict(encoder=BUILTIN, preset="demo"),
-                     lambda rap: load_audio_encoder(DEMO)),
-    "encoder-folder": ("RAPAudioEncoderLoader", dict(encoder=WAV2VEC2_FOLDER, preset="flashhead-lite"),
-                       lambda rap: load_wav2vec2(rap / WAV2VEC2_FOLDER)),
-    "encoder-folder-auto": ("RAPAudioEncoderLoader", dict(encoder=WAV2VEC2_FOLDER, preset="auto"),
-                            lambda rap: load_wav2vec2(rap / WAV2VEC2_FOLDER)),
-    "fantasytalking-ckpt": ("RAPFantasyTalkingLoader", dict(weights=FANTASYTALKING_FILE),
-                            lambda rap: load_fantasytalking(rap / FANTASYTALKING_FILE)),
-    "fantasytalking-safetensors": ("RAPFantasyTalkingLoader", dict(weights=KIJAI_FILE),
-                                   lambda rap: load_fantasytalking(rap / KIJAI_FILE)),
+    "vae-file": (
+        "RAPVAELoader",
+        dict(vae_name="user-demo/vae.safetensors", preset="demo"),
+        lambda rap: load_vae(rap / "user-demo" / "vae.safetensors", DEMO),
+    ),
+    "vae-file-auto": (
+        "RAPVAELoader",
+        dict(vae_name="user-demo/vae.safetensors", preset="auto"),
+        lambda rap: load_vae(rap / "user-demo" / "vae.safetensors", DEMO),
+    ),
+    "encoder-tiny": (
+        "RAPAudioEncoderLoader",
+        dict(encoder=BUILTIN, preset="tiny"),
+        lambda rap: load_audio_encoder(TINY),
+    ),
+    "encoder-demo": (
+        "RAPAudioEncoderLoader",
+        dict(encoder=BUILTIN, preset="demo"),
+        lambda rap: load_audio_encoder(DEMO),
+    ),
+    "encoder-folder": (
+        "RAPAudioEncoderLoader",
+        dict(encoder=WAV2VEC2_FOLDER, preset="flashhead-lite"),
+        lambda rap: load_wav2vec2(rap / WAV2VEC2_FOLDER),
+    ),
+    "encoder-folder-auto": (
+        "RAPAudioEncoderLoader",
+        dict(encoder=WAV2VEC2_FOLDER, preset="auto"),
+        lambda rap: load_wav2vec2(rap / WAV2VEC2_FOLDER),
+    ),
+    "fantasytalking-ckpt": (
+        "RAPFantasyTalkingLoader",
+        dict(weights=FANTASYTALKING_FILE),
+        lambda rap: load_fantasytalking(rap / FANTASYTALKING_FILE),
+    ),
+    "fantasytalking-safetensors": (
+        "RAPFantasyTalkingLoader",
+        dict(weights=KIJAI_FILE),
+        lambda rap: load_fantasytalking(rap / KIJAI_FILE),
+    ),
 }
-DEFAULTS = {"RAPModelLoader": dict(weight_dtype="fp32", attention="sdpa", download=False),
-            "RAPVAELoader": dict(weight_dtype="fp32", download=False),
-            "RAPAudioEncoderLoader": dict(download=False),
-            "RAPFantasyTalkingLoader": dict(weight_dtype="fp32", download=False)}
+DEFAULTS = {
+    "RAPModelLoader": dict(weight_dtype="fp32", attention="sdpa", download=False),
+    "RAPVAELoader": dict(weight_dtype="fp32", download=False),
+    "RAPAudioEncoderLoader": dict(download=False),
+    "RAPFantasyTalkingLoader": dict(weight_dtype="fp32", download=False),
+}
 
 
 def network_module(output) -> torch.nn.Module:
@@ -142,16 +176,35 @@ DEMO_IMAGE = torch.rand(1, 128, 128, 3, generator=_g)
 def demo_chain(nodes, mm):
     """The demo loaders, encoders, sampler (2 steps) and decoder on 1 s of noise and a random
     portrait: (frames, the three networks' patchers, the patchers ComfyUI holds loaded after it)."""
-    model, = run(nodes, "RAPModelLoader", ckpt_name=BUILTIN, preset="demo", **DEFAULTS["RAPModelLoader"])
-    vae, = run(nodes, "RAPVAELoader", vae_name=BUILTIN, preset="demo", **DEFAULTS["RAPVAELoader"])
-    encoder, = run(nodes, "RAPAudioEncoderLoader", encoder=BUILTIN, preset="demo", download=False)
+    (model,) = run(nodes, "RAPModelLoader", ckpt_name=BUILTIN, preset="demo", **DEFAULTS["RAPModelLoader"])
+    (vae,) = run(nodes, "RAPVAELoader", vae_name=BUILTIN, preset="demo", **DEFAULTS["RAPVAELoader"])
+    (encoder,) = run(nodes, "RAPAudioEncoderLoader", encoder=BUILTIN, preset="demo", download=False)
     assert hasattr(model.patcher.model.blocks[0].self_attn.q, "comfy_cast_weights")
     embeds, _ = run(nodes, "RAPAudioEncode", audio_encoder=encoder, audio=DEMO_AUDIO, frames=0)
     reference, _, _ = run(nodes, "RAPReferenceEncode", vae=vae, image=DEMO_IMAGE)
-    latents, = run(nodes, "RAPSampler", model=model, vae=vae, audio_embeds=embeds, reference=reference, seed=5,
-                   steps=2, cfg=1.0, shift=3.0, sampler="euler", continuity="inherit", continuity_n=1, chunk_latents=9,
-                   audio_attention="model", alpha_w=1.0, alpha_delta=0.0, color_correction=0.0, expression=0.5,
-                   head_motion=0.5, frames=0)
+    (latents,) = run(
+        nodes,
+        "RAPSampler",
+        model=model,
+        vae=vae,
+        audio_embeds=embeds,
+        reference=reference,
+        seed=5,
+        steps=2,
+        cfg=1.0,
+        shift=3.0,
+        sampler="euler",
+        continuity="inherit",
+        continuity_n=1,
+        chunk_latents=9,
+        audio_attention="model",
+        alpha_w=1.0,
+        alpha_delta=0.0,
+        color_correction=0.0,
+        expression=0.5,
+        head_motion=0.5,
+        frames=0,
+    )
     frames = run(nodes, "RAPDecode", vae=vae, latents=latents)[0]
     return frames, [network.patcher for network in (model, vae, encoder)], [e.model for e in mm.current_loaded_models]
 
@@ -165,8 +218,18 @@ def test_the_demo_chain_gives_the_same_frames_and_the_model_manager_holds_and_fr
         assert not any(entry.model is p for entry in mm.current_loaded_models for p in patchers)
     assert all(any(p is q for q in loaded) for p in patchers)
     engine = RAPPipeline.from_preset("demo").generate(
-        DEMO_IMAGE, DEMO_AUDIO["waveform"][0], 16000, seed=5, inherit_latents=1, steps=2, shift=3.0, sampler="euler",
-        continuity="inherit", chunk_latents=9, color_correction=0.0)
+        DEMO_IMAGE,
+        DEMO_AUDIO["waveform"][0],
+        16000,
+        seed=5,
+        inherit_latents=1,
+        steps=2,
+        shift=3.0,
+        sampler="euler",
+        continuity="inherit",
+        chunk_latents=9,
+        color_correction=0.0,
+    )
     assert frames.shape == (25, 128, 128, 3)
     assert (engine - frames).abs().max() < 1e-4
 
@@ -174,19 +237,43 @@ def test_the_demo_chain_gives_the_same_frames_and_the_model_manager_holds_and_fr
 def sample_wan(nodes, wan_vae, model, models) -> torch.Tensor:
     """Three Euler steps of the patched tiny Wan 2.1 I2V model at 64x64 over 1 s of speech, through
     core Wan Image To Video and KSampler."""
-    import nodes as core
     from comfy_extras.nodes_wan import WanImageToVideo
 
-    audio = {"waveform": 0.1 * torch.randn(1, 1, 16000, generator=torch.Generator().manual_seed(3)), "sample_rate": 16000}
-    (weights,) = run(nodes, "RAPFantasyTalkingLoader", weights=FANTASYTALKING_FILE, **DEFAULTS["RAPFantasyTalkingLoader"])
+    import nodes as core
+
+    audio = {
+        "waveform": 0.1 * torch.randn(1, 1, 16000, generator=torch.Generator().manual_seed(3)),
+        "sample_rate": 16000,
+    }
+    (weights,) = run(
+        nodes, "RAPFantasyTalkingLoader", weights=FANTASYTALKING_FILE, **DEFAULTS["RAPFantasyTalkingLoader"]
+    )
     (encoder,) = run(nodes, "RAPAudioEncoderLoader", encoder=WAV2VEC2_FOLDER, preset="flashhead-lite", download=False)
-    patched, length = run(nodes, "RAPFantasyTalkingApply", model=model, fantasytalking=weights, audio_encoder=encoder,
-                          audio=audio, fps=23, audio_scale=1.0, audio_cfg=4.5, start_percent=0.0, end_percent=0.8)
+    patched, length = run(
+        nodes,
+        "RAPFantasyTalkingApply",
+        model=model,
+        fantasytalking=weights,
+        audio_encoder=encoder,
+        audio=audio,
+        fps=23,
+        audio_scale=1.0,
+        audio_cfg=4.5,
+        start_percent=0.0,
+        end_percent=0.8,
+    )
     assert type(patched) is type(model)  # a clone: ModelPatcherDynamic stays dynamic
     text = [[[torch.randn(1, 8, 4096, generator=torch.Generator().manual_seed(seed)), {}]] for seed in (1, 2)]
     positive, negative, latent = WanImageToVideo.execute(
-        text[0], text[1], wan_vae, width=64, height=64, length=length, batch_size=1,
-        start_image=torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(4))).result
+        text[0],
+        text[1],
+        wan_vae,
+        width=64,
+        height=64,
+        length=length,
+        batch_size=1,
+        start_image=torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(4)),
+    ).result
     return core.common_ksampler(patched, 7, 3, 5.0, "euler", "simple", positive, negative, latent)[0]["samples"]
 
 
@@ -195,7 +282,9 @@ def test_a_core_wan_model_patched_by_fantasytalking_apply_samples_the_same_with_
     from comfy.utils import load_torch_file
 
     mm, nodes = comfy
-    unet = load_torch_file(str(models["root"] / "diffusion_models" / models["unet"]))  # (aimdo's file reader needs a GPU)
+    unet = load_torch_file(
+        str(models["root"] / "diffusion_models" / models["unet"])
+    )  # (aimdo's file reader needs a GPU)
     wan_vae = VAE(sd=load_torch_file(str(models["root"] / "vae" / models["vae"])))
     samples = {}
     for mode in VRAM_MODES:

@@ -18,9 +18,22 @@ from rap_core.pipeline import RAPPipeline
 BUILTIN = "built-in"
 PORTRAIT = Path(__file__).resolve().parents[2] / "assets" / "rap_portrait.png"
 # the demo preset's sampling, spelled out as an old API workflow gives every widget
-DEMO = dict(steps=4, cfg=1.0, shift=3.0, sampler="euler", continuity="inherit", continuity_n=1, chunk_latents=9,
-            audio_attention="model", alpha_w=1.0, alpha_delta=0.0, color_correction=0.0, expression=0.5,
-            head_motion=0.5, frames=0)
+DEMO = dict(
+    steps=4,
+    cfg=1.0,
+    shift=3.0,
+    sampler="euler",
+    continuity="inherit",
+    continuity_n=1,
+    chunk_latents=9,
+    audio_attention="model",
+    alpha_w=1.0,
+    alpha_delta=0.0,
+    color_correction=0.0,
+    expression=0.5,
+    head_motion=0.5,
+    frames=0,
+)
 
 
 def run(nodes, node_id: str, **inputs):
@@ -40,7 +53,7 @@ def photo() -> torch.Tensor:
 @pytest.fixture(scope="module")
 def demo(comfy):
     _, nodes = comfy
-    vae, = run(nodes, "RAPVAELoader", vae_name=BUILTIN, preset="demo", weight_dtype="auto", download=False)
+    (vae,) = run(nodes, "RAPVAELoader", vae_name=BUILTIN, preset="demo", weight_dtype="auto", download=False)
     return nodes, vae, RAPPipeline.from_preset("demo")
 
 
@@ -64,16 +77,19 @@ def test_reference_encode_frames_the_photo_as_the_engine(demo, photo, framing):
 def test_node_chain_pastes_back_the_engines_frames(comfy, demo, photo):
     _, nodes = comfy
     _, vae, engine = demo
-    model, = run(nodes, "RAPModelLoader", ckpt_name=BUILTIN, preset="demo", weight_dtype="auto", attention="sdpa",
-                 download=False)
-    encoder, = run(nodes, "RAPAudioEncoderLoader", encoder=BUILTIN, preset="demo", download=False)
+    (model,) = run(
+        nodes, "RAPModelLoader", ckpt_name=BUILTIN, preset="demo", weight_dtype="auto", attention="sdpa", download=False
+    )
+    (encoder,) = run(nodes, "RAPAudioEncoderLoader", encoder=BUILTIN, preset="demo", download=False)
     g = torch.Generator().manual_seed(2)
     audio = {"waveform": 0.1 * torch.randn(1, 1, 16000, generator=g), "sample_rate": 16000}
     embeds, _ = run(nodes, "RAPAudioEncode", audio_encoder=encoder, audio=audio, frames=0)
     reference, _, framing = run(nodes, "RAPReferenceEncode", vae=vae, image=photo)
-    latents, = run(nodes, "RAPSampler", model=model, vae=vae, audio_embeds=embeds, reference=reference, seed=5, **DEMO)
+    (latents,) = run(
+        nodes, "RAPSampler", model=model, vae=vae, audio_embeds=embeds, reference=reference, seed=5, **DEMO
+    )
     images = run(nodes, "RAPDecode", vae=vae, latents=latents)[0]
-    pasted, = run(nodes, "RAPPasteBack", images=images, framing=framing)
+    (pasted,) = run(nodes, "RAPPasteBack", images=images, framing=framing)
     expected = engine.generate(photo[0], audio["waveform"][0], 16000, seed=5, paste_back=True)
     assert pasted.shape == (25, 523, 701, 3) == expected.shape
     assert (pasted - expected).abs().max() < 1e-4

@@ -20,9 +20,14 @@ def run(nodes, node_id: str, **inputs):
 
 def encoded(nodes, preset: str, image: torch.Tensor) -> dict:
     """`preset`'s built-in networks, 2.3 s of 44.1 kHz stereo noise and `image`, encoded."""
-    net = {name: run(nodes, node, **{widget: BUILTIN, "preset": preset})[0] for name, (node, widget) in {
-        "model": ("RAPModelLoader", "ckpt_name"), "vae": ("RAPVAELoader", "vae_name"),
-        "encoder": ("RAPAudioEncoderLoader", "encoder")}.items()}
+    net = {
+        name: run(nodes, node, **{widget: BUILTIN, "preset": preset})[0]
+        for name, (node, widget) in {
+            "model": ("RAPModelLoader", "ckpt_name"),
+            "vae": ("RAPVAELoader", "vae_name"),
+            "encoder": ("RAPAudioEncoderLoader", "encoder"),
+        }.items()
+    }
     g = torch.Generator().manual_seed(0)
     audio = {"waveform": 0.1 * torch.randn(1, 2, int(44100 * 2.3), generator=g), "sample_rate": 44100}
     embeds, _ = run(nodes, "RAPAudioEncode", audio_encoder=net["encoder"], audio=audio)
@@ -31,8 +36,16 @@ def encoded(nodes, preset: str, image: torch.Tensor) -> dict:
 
 
 def sample(nodes, talk: dict, **widgets):
-    latents, = run(nodes, "RAPSampler", model=talk["model"], vae=talk["vae"], audio_embeds=talk["embeds"],
-                   reference=talk["reference"], seed=5, **widgets)
+    (latents,) = run(
+        nodes,
+        "RAPSampler",
+        model=talk["model"],
+        vae=talk["vae"],
+        audio_embeds=talk["embeds"],
+        reference=talk["reference"],
+        seed=5,
+        **widgets,
+    )
     return latents
 
 
@@ -46,13 +59,16 @@ def tiny(comfy) -> dict:
     return encoded(comfy[1], "tiny", torch.rand(1, 80, 64, 3, generator=torch.Generator().manual_seed(1)))
 
 
-@pytest.mark.parametrize("case, widgets", [
-    ("tiny", {}),
-    ("tiny-motion_frames", {"continuity": "motion_frames", "color_correction": 0.5}),
-    ("tiny-none", {"continuity": "none"}),
-    ("tiny-cfg2-renoise-chunk4", {"cfg": 2.0, "sampler": "renoise", "steps": 3, "chunk_latents": 4}),
-    ("tiny-hybrid", {"audio_attention": "hybrid", "alpha_w": 0.5, "alpha_delta": 0.25}),
-])
+@pytest.mark.parametrize(
+    "case, widgets",
+    [
+        ("tiny", {}),
+        ("tiny-motion_frames", {"continuity": "motion_frames", "color_correction": 0.5}),
+        ("tiny-none", {"continuity": "none"}),
+        ("tiny-cfg2-renoise-chunk4", {"cfg": 2.0, "sampler": "renoise", "steps": 3, "chunk_latents": 4}),
+        ("tiny-hybrid", {"audio_attention": "hybrid", "alpha_w": 0.5, "alpha_delta": 0.25}),
+    ],
+)
 def test_sampler_and_decode(comfy, tiny, case, widgets):
     images, waveform = decoded(comfy[1], tiny, sample(comfy[1], tiny, **widgets))
     check("nodes", case, digest(images, waveform))
@@ -69,7 +85,7 @@ def test_split_talk(comfy, tiny, continuity):
 def test_paste_back(comfy, tiny):
     nodes = comfy[1]
     images, _ = decoded(nodes, tiny, sample(nodes, tiny, frames=10))
-    pasted, = run(nodes, "RAPPasteBack", images=images, framing=tiny["framing"])
+    (pasted,) = run(nodes, "RAPPasteBack", images=images, framing=tiny["framing"])
     check("nodes", "tiny-paste-back", digest(pasted))
 
 

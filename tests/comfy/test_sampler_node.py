@@ -14,8 +14,11 @@ from rap_core.config import get_preset
 from rap_core.pipeline import RAPPipeline
 
 BUILTIN = "built-in"
-LOADERS = {"model": ("RAPModelLoader", "ckpt_name"), "vae": ("RAPVAELoader", "vae_name"),
-           "encoder": ("RAPAudioEncoderLoader", "encoder")}
+LOADERS = {
+    "model": ("RAPModelLoader", "ckpt_name"),
+    "vae": ("RAPVAELoader", "vae_name"),
+    "encoder": ("RAPAudioEncoderLoader", "encoder"),
+}
 
 
 def run(nodes, node_id: str, **inputs):
@@ -40,8 +43,15 @@ def graph(nodes, preset: str) -> dict:
 
 def sample(nodes, talk: dict, **widgets):
     """RAP Sampler's latents and RAP Decode's frames, the sampler's widgets at their defaults but for `widgets`."""
-    latents, = run(nodes, "RAPSampler", model=talk["model"], vae=talk["vae"], audio_embeds=talk["embeds"],
-                   reference=talk["reference"], **widgets)
+    (latents,) = run(
+        nodes,
+        "RAPSampler",
+        model=talk["model"],
+        vae=talk["vae"],
+        audio_embeds=talk["embeds"],
+        reference=talk["reference"],
+        **widgets,
+    )
     return latents, run(nodes, "RAPDecode", vae=talk["vae"], latents=latents)[0]
 
 
@@ -56,9 +66,11 @@ def test_a_workflow_left_at_its_defaults_runs_the_presets_recommended_settings(c
     talk = graph(nodes, preset)
     latents, images = sample(nodes, talk)
     recommended, settings = get_preset(preset).sampling, latents.talk.sampling
-    differ = {field.name: (getattr(settings, field.name), getattr(recommended, field.name))
-              for field in dataclasses.fields(recommended) if field.name != "audio_context"
-              and getattr(settings, field.name) != getattr(recommended, field.name)}
+    differ = {
+        field.name: (getattr(settings, field.name), getattr(recommended, field.name))
+        for field in dataclasses.fields(recommended)
+        if field.name != "audio_context" and getattr(settings, field.name) != getattr(recommended, field.name)
+    }
     assert differ == {}  # field: (the sampler's, the preset's)
     assert settings.audio_context == talk["embeds"].features.context
     engine = RAPPipeline.from_preset(preset).generate(talk["image"], talk["audio"]["waveform"][0], 16000)
@@ -68,12 +80,28 @@ def test_a_workflow_left_at_its_defaults_runs_the_presets_recommended_settings(c
 
 def test_set_widgets_override_the_preset(comfy, tiny):
     _, nodes = comfy
-    set_ = dict(steps=3, cfg=2.0, shift=4.0, sampler="renoise", continuity="motion_frames", continuity_n=2,
-                chunk_latents=4, color_correction=0.5)
+    set_ = dict(
+        steps=3,
+        cfg=2.0,
+        shift=4.0,
+        sampler="renoise",
+        continuity="motion_frames",
+        continuity_n=2,
+        chunk_latents=4,
+        color_correction=0.5,
+    )
     latents, images = sample(nodes, tiny, **set_)
     sampling = latents.talk.sampling
-    assert (sampling.steps, sampling.cfg_scale, sampling.shift, sampling.sampler, sampling.continuity,
-            sampling.motion_latents, sampling.chunk_latents, sampling.color_correction) == tuple(set_.values())
+    assert (
+        sampling.steps,
+        sampling.cfg_scale,
+        sampling.shift,
+        sampling.sampler,
+        sampling.continuity,
+        sampling.motion_latents,
+        sampling.chunk_latents,
+        sampling.color_correction,
+    ) == tuple(set_.values())
     assert images.shape[0] == 25
 
 
@@ -90,10 +118,17 @@ def test_hybrid_alphas_apply_only_with_hybrid_audio_attention(comfy, tiny):
     assert (hybrid - default).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize(("widget", "value", "message"), [
-    ("cfg", 0.5, r"cfg 0\.5 is below 1: set 1 \(no guidance\) or more, or 0 for the model's preset \(1\)"),
-    ("color_correction", -0.5, r"color_correction -0\.5 is below 0: set 0 \(off\) to 1, or -1 for the model's preset"),
-])
+@pytest.mark.parametrize(
+    ("widget", "value", "message"),
+    [
+        ("cfg", 0.5, r"cfg 0\.5 is below 1: set 1 \(no guidance\) or more, or 0 for the model's preset \(1\)"),
+        (
+            "color_correction",
+            -0.5,
+            r"color_correction -0\.5 is below 0: set 0 \(off\) to 1, or -1 for the model's preset",
+        ),
+    ],
+)
 def test_values_between_the_preset_marker_and_the_range_are_refused(comfy, tiny, widget, value, message):
     _, nodes = comfy
     with pytest.raises(ValueError, match=message) as refused:  # the pack's own rap_core, imported by ComfyUI
@@ -121,8 +156,14 @@ def test_loaders_set_for_different_presets_give_one_error_naming_all_three(comfy
     _, nodes = comfy
     demo_model = run(nodes, "RAPModelLoader", ckpt_name=BUILTIN, preset="demo")[0]
     with pytest.raises(ValueError) as error:  # the pack's RAPInputError, imported as ComfyUI imports the pack
-        run(nodes, "RAPSampler", model=demo_model, vae=tiny["vae"], audio_embeds=tiny["embeds"],
-            reference=tiny["reference"])
+        run(
+            nodes,
+            "RAPSampler",
+            model=demo_model,
+            vae=tiny["vae"],
+            audio_embeds=tiny["embeds"],
+            reference=tiny["reference"],
+        )
     message = str(error.value)
     assert type(error.value).__name__ == "RAPInputError"
     assert "RAP Model Loader 'demo', RAP VAE Loader 'tiny', RAP Audio Encoder Loader 'tiny'" in message

@@ -19,7 +19,6 @@ from tiny_wan import FANTASYTALKING_FILE, write_models
 
 from rap_core.media.container import read_audio
 
-
 FPS = 23
 SPEECH_SECONDS = 1.2  # of assets/rap_speech.wav, for the server runs
 
@@ -66,7 +65,10 @@ def tiny_graph(names: dict, tag: str, *, patched: bool = True, audio_scale: floa
     if not patched:
         prompt["13"]["inputs"]["model"] = ["3", 0]
     prompt["18"]["inputs"]["filename_prefix"] = f"fantasytalking/{tag}"
-    prompt["19"] = {"class_type": "SaveLatent", "inputs": {"samples": ["15", 0], "filename_prefix": f"fantasytalking/{tag}"}}
+    prompt["19"] = {
+        "class_type": "SaveLatent",
+        "inputs": {"samples": ["15", 0], "filename_prefix": f"fantasytalking/{tag}"},
+    }
     return prompt
 
 
@@ -78,8 +80,11 @@ def server_runs(comfy_server: ComfyServer, comfy) -> dict:
     write_speech(comfy_server.input_dir / "fantasytalking_speech.wav")
     results = {}
     with comfy_server.client() as client:
-        for tag, options in {"unpatched": dict(patched=False), "scale0": dict(audio_scale=0.0),
-                             "scale1": dict(audio_scale=1.0)}.items():
+        for tag, options in {
+            "unpatched": dict(patched=False),
+            "scale0": dict(audio_scale=0.0),
+            "scale1": dict(audio_scale=1.0),
+        }.items():
             run_ = client.run(tiny_graph(names, tag, **options), timeout=600)
             run_.raise_for_status()
             history = client.history(run_.prompt_id)
@@ -115,23 +120,37 @@ def tiny(comfy, tmp_path_factory):
     names = write_models(models)
     folder_paths.add_model_folder_path("rap", str(models / "rap"))
     _, nodes = comfy
-    (audio_weights,) = run(nodes, "RAPFantasyTalkingLoader", weights=names["fantasytalking"], weight_dtype="fp32", download=False)
+    (audio_weights,) = run(
+        nodes, "RAPFantasyTalkingLoader", weights=names["fantasytalking"], weight_dtype="fp32", download=False
+    )
     (encoder,) = run(nodes, "RAPAudioEncoderLoader", encoder=names["encoder"], preset="flashhead-lite", download=False)
     wan = load_diffusion_model(str(models / "diffusion_models" / names["unet"]))
-    audio = {"waveform": 0.1 * torch.randn(1, 2, 44100, generator=torch.Generator().manual_seed(0)), "sample_rate": 44100}
+    audio = {
+        "waveform": 0.1 * torch.randn(1, 2, 44100, generator=torch.Generator().manual_seed(0)),
+        "sample_rate": 44100,
+    }
     return dict(wan=wan, audio_weights=audio_weights, encoder=encoder, audio=audio)
 
 
 def apply(nodes, tiny, **options):
     settings = dict(fps=FPS, audio_scale=1.0, audio_cfg=4.5, start_percent=0.0, end_percent=0.8) | options
-    return run(nodes, "RAPFantasyTalkingApply", model=tiny["wan"], fantasytalking=tiny["audio_weights"],
-               audio_encoder=tiny["encoder"], audio=tiny["audio"], **settings)
+    return run(
+        nodes,
+        "RAPFantasyTalkingApply",
+        model=tiny["wan"],
+        fantasytalking=tiny["audio_weights"],
+        audio_encoder=tiny["encoder"],
+        audio=tiny["audio"],
+        **settings,
+    )
 
 
 def test_comfyui_loads_the_patched_model_with_its_audio_weights_and_unloading_frees_them(comfy, tiny):
     mm, nodes = comfy
     plain = tiny["wan"]
-    (audio_weights,) = run(nodes, "RAPFantasyTalkingLoader", weights=FANTASYTALKING_FILE, weight_dtype="fp32", download=False)
+    (audio_weights,) = run(
+        nodes, "RAPFantasyTalkingLoader", weights=FANTASYTALKING_FILE, weight_dtype="fp32", download=False
+    )
     patched, length = apply(nodes, dict(tiny, audio_weights=audio_weights))
     assert length == expected_length(1.0) == 25
     audio_bytes = sum(p.numel() * p.element_size() for p in audio_weights.blocks.parameters())
@@ -212,7 +231,9 @@ def test_the_audio_attention_joins_the_text_and_image_attention_before_the_outpu
             per_head = []
             for h in range(2):
                 head = slice(128 * h, 128 * (h + 1))
-                weights = torch.softmax(q[f * per_frame_tokens:(f + 1) * per_frame_tokens, head] @ keys[:, head].T / 128 ** 0.5, dim=-1)
+                weights = torch.softmax(
+                    q[f * per_frame_tokens : (f + 1) * per_frame_tokens, head] @ keys[:, head].T / 128**0.5, dim=-1
+                )
                 per_head.append(weights @ values[:, head])
             audio.append(torch.cat(per_head, dim=1))
         # o(text + image + 1.5 audio) = o(text + image) + 1.5 W_o audio

@@ -47,8 +47,9 @@ def media_stats(data: bytes) -> dict:
         samples = sum(frame.samples for frame in container.decode(audio))
         container.seek(0)
         frames = sum(1 for _ in container.decode(video=0))
-        return dict(frames=frames, fps=float(container.streams.video[0].average_rate),
-                    audio_seconds=samples / audio.rate)
+        return dict(
+            frames=frames, fps=float(container.streams.video[0].average_rate), audio_seconds=samples / audio.rate
+        )
 
 
 def speech_seconds() -> float:
@@ -82,8 +83,12 @@ def outputs(comfy_server: ComfyServer) -> dict:
             run.raise_for_status()
             history = client.history(run.prompt_id)
             (video,) = animated_outputs(history)
-            (crop,) = [image for node, out in history["outputs"].items()
-                       if prompt[node]["class_type"] == "PreviewImage" for image in out["images"]]
+            (crop,) = [
+                image
+                for node, out in history["outputs"].items()
+                if prompt[node]["class_type"] == "PreviewImage"
+                for image in out["images"]
+            ]
             results[name] = dict(run=run, mp4=client.download(video), crop=client.download(crop))
     return results
 
@@ -96,8 +101,9 @@ def test_offline_workflow_over_http_makes_the_talk_video(outputs, name):
 @pytest.mark.parametrize("name", OFFLINE)
 def test_the_crop_preview_shows_what_the_model_sees(outputs, name):
     demo = get_preset("demo")
-    expected = frame_portrait(read_image(REPO_ROOT / "assets" / "rap_portrait.png"), demo.height, demo.width,
-                              demo.framing, demo.face_ratio).crop()  # [128, 128, 3]
+    expected = frame_portrait(
+        read_image(REPO_ROOT / "assets" / "rap_portrait.png"), demo.height, demo.width, demo.framing, demo.face_ratio
+    ).crop()  # [128, 128, 3]
     shown = torch.from_numpy(np.array(Image.open(io.BytesIO(outputs[name]["crop"])).convert("RGB"))) / 255
     assert shown.shape == expected.shape
     assert (shown - expected).abs().max() <= 1 / 255 + 1e-6  # up to the PNG's 8 bits
@@ -144,8 +150,15 @@ def test_missing_checkpoint_is_rejected_naming_file_folder_and_repo(comfy_server
     body = rejection(comfy_server, api("rap_flashhead_lite"))
     assert body["error"]["type"] == "prompt_outputs_failed_validation"
     messages = json.dumps(body["node_errors"])
-    for expected in ("Model_Lite", "VAE_LTX", "diffusion_pytorch_model.safetensors", "models/rap/SoulX-FlashHead-1_3B",
-                     "Soul-AILab/SoulX-FlashHead-1_3B", "'config.json'", "facebook/wav2vec2-base-960h"):
+    for expected in (
+        "Model_Lite",
+        "VAE_LTX",
+        "diffusion_pytorch_model.safetensors",
+        "models/rap/SoulX-FlashHead-1_3B",
+        "Soul-AILab/SoulX-FlashHead-1_3B",
+        "'config.json'",
+        "facebook/wav2vec2-base-960h",
+    ):
         assert expected in messages
 
 
@@ -153,8 +166,18 @@ def test_an_api_workflow_setting_every_sampler_widget_gives_the_same_video(comfy
     """rap_demo as API workflows were written before the sampler followed the preset: the demo preset's
     values set explicitly, and alpha_w/alpha_delta given with audio_attention "model"."""
     explicit = api("rap_demo")
-    explicit["8"]["inputs"].update(steps=4, cfg=1.0, shift=3.0, sampler="euler", continuity="inherit", continuity_n=1,
-                                   chunk_latents=9, alpha_w=1.0, alpha_delta=0.0, color_correction=0.0)
+    explicit["8"]["inputs"].update(
+        steps=4,
+        cfg=1.0,
+        shift=3.0,
+        sampler="euler",
+        continuity="inherit",
+        continuity_n=1,
+        chunk_latents=9,
+        alpha_w=1.0,
+        alpha_delta=0.0,
+        color_correction=0.0,
+    )
     with comfy_server.client() as client:
         run = client.run(explicit, timeout=600)
         run.raise_for_status()
@@ -180,7 +203,10 @@ def test_wrong_socket_type_and_out_of_range_settings_are_rejected(comfy_server: 
         run = client.run(weak, timeout=600)
     assert run.status == "error" and run.error["node_id"] == "8"
     assert run.error["exception_type"].endswith("RAPInputError")
-    assert "cfg 0.5 is below 1: set 1 (no guidance) or more, or 0 for the model's preset (1)" in run.error["exception_message"]
+    assert (
+        "cfg 0.5 is below 1: set 1 (no guidance) or more, or 0 for the model's preset (1)"
+        in run.error["exception_message"]
+    )
 
 
 def test_execution_error_names_the_problem(comfy_server: ComfyServer):

@@ -40,28 +40,48 @@ def wan_i2v_state_dict() -> dict[str, torch.Tensor]:
     import comfy.ops
     from comfy.ldm.wan.model import WanModel
 
-    model = WanModel(model_type="i2v", in_dim=36, dim=WAN_DIM, ffn_dim=256, out_dim=16, num_heads=WAN_DIM // 128,
-                     num_layers=WAN_BLOCKS, operations=comfy.ops.manual_cast, device="meta")
+    model = WanModel(
+        model_type="i2v",
+        in_dim=36,
+        dim=WAN_DIM,
+        ffn_dim=256,
+        out_dim=16,
+        num_heads=WAN_DIM // 128,
+        num_layers=WAN_BLOCKS,
+        operations=comfy.ops.manual_cast,
+        device="meta",
+    )
     return _seeded(model, 1)
 
 
 def wan_vae_state_dict() -> dict[str, torch.Tensor]:
     from comfy.ldm.wan.vae import WanVAE
 
-    model = WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
-                   temperal_downsample=[False, True, True], dropout=0.0)
+    model = WanVAE(
+        dim=8,
+        z_dim=16,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        attn_scales=[],
+        temperal_downsample=[False, True, True],
+        dropout=0.0,
+    )
     return _seeded(model, 2)
 
 
 def fantasytalking_checkpoint(blocks: int = WAN_BLOCKS, dim: int = WAN_DIM) -> dict[str, dict[str, torch.Tensor]]:
-    """The official layout: {"proj_model": {...}, "audio_processor": {blocks.N.cross_attn.processor.k/v_proj.weight}}."""
+    """The official layout: {"proj_model": {...}, "audio_processor": {blocks.N.cross_attn.processor.k/v_proj.weight}}
+    (N counts the Wan blocks)."""
     g = torch.Generator().manual_seed(3)
     audio = {}
     for i in range(blocks):
         for name in ("k_proj", "v_proj"):
             audio[f"blocks.{i}.cross_attn.processor.{name}.weight"] = 0.05 * torch.randn(dim, 2048, generator=g)
-    projection = {"proj.weight": 0.05 * torch.randn(2048, 768, generator=g), "norm.weight": torch.ones(2048),
-                  "norm.bias": torch.zeros(2048)}
+    projection = {
+        "proj.weight": 0.05 * torch.randn(2048, 768, generator=g),
+        "norm.weight": torch.ones(2048),
+        "norm.bias": torch.zeros(2048),
+    }
     return {"proj_model": projection, "audio_processor": audio}
 
 
@@ -73,9 +93,21 @@ def write_models(models: Path) -> dict[str, str]:
     save_file(wan_vae_state_dict(), models / "vae" / "tiny_wan21_vae.safetensors")
     torch.save(fantasytalking_checkpoint(), models / "rap" / FANTASYTALKING_FILE)
     torch.manual_seed(4)
-    config = Wav2Vec2Config(hidden_size=768, num_hidden_layers=1, num_attention_heads=12, intermediate_size=64,
-                            conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-                            feat_extract_norm="group", do_stable_layer_norm=False)
+    config = Wav2Vec2Config(
+        hidden_size=768,
+        num_hidden_layers=1,
+        num_attention_heads=12,
+        intermediate_size=64,
+        conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+    )
     Wav2Vec2Model(config).save_pretrained(models / "rap" / WAV2VEC2_FOLDER)
-    return dict(unet="tiny_wan21_i2v.safetensors", vae="tiny_wan21_vae.safetensors", fantasytalking=FANTASYTALKING_FILE,
-                encoder=WAV2VEC2_FOLDER)
+    return dict(
+        unet="tiny_wan21_i2v.safetensors",
+        vae="tiny_wan21_vae.safetensors",
+        fantasytalking=FANTASYTALKING_FILE,
+        encoder=WAV2VEC2_FOLDER,
+    )

@@ -50,8 +50,10 @@ def lay_out(workflow: dict[str, Any], boxes: dict[str, Any], notes: list[dict[st
         columns[depth_of(node)].append(node)
     for node, n in nodes.items():
         width, height = measured[node]["size"]
-        n["size"] = [max(math.ceil(width), 10 * math.ceil((measured[node]["title_width"] * TITLE_SLACK + 2 * bar) / 10)),
-                     math.ceil(height)]
+        n["size"] = [
+            max(math.ceil(width), 10 * math.ceil((measured[node]["title_width"] * TITLE_SLACK + 2 * bar) / 10)),
+            math.ceil(height),
+        ]
     top = TOP + max((note["size"][1] + GAP_Y + bar for note in notes), default=0)
     row: dict[str, float] = {}
     x = LEFT
@@ -90,8 +92,11 @@ def main(argv: list[str]) -> int:
             back = load_ui_workflow(ui.page, workflow)
             diff = prompt_diff(api, back["prompt_output"], ui.object_info)
             if back["missing_types"] or diff:
-                print(f"{src}: the frontend does not give the same prompt back "
-                      f"(API file vs frontend; missing types {back['missing_types']}):", file=sys.stderr)
+                print(
+                    f"{src}: the frontend does not give the same prompt back "
+                    f"(API file vs frontend; missing types {back['missing_types']}):",
+                    file=sys.stderr,
+                )
                 print("\n".join(diff), file=sys.stderr)
                 return 1
             hidden = layout_problems(node_boxes(ui.page))

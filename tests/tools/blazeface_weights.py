@@ -27,8 +27,8 @@ from safetensors.torch import save_file
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from rap_core.loading.builtin import BLAZEFACE_WEIGHTS as WEIGHTS
-from rap_core.models.blazeface import BLOCKS, BlazeFace
+from rap_core.loading.builtin import BLAZEFACE_WEIGHTS as WEIGHTS  # noqa: E402  (the repo, on the path above)
+from rap_core.models.blazeface import BLOCKS, BlazeFace  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden" / "blazeface"
 GOLDEN_ANCHORS = 64  # regressor rows kept in the golden file (all 896 logits are kept)
@@ -62,7 +62,9 @@ def read_tflite(path: Path) -> dict[str, np.ndarray]:
             ops.append(name)
     expected = ["CONV_2D", "RELU"]
     for i, o, s in BLOCKS:
-        expected += ["DEPTHWISE_CONV_2D"] + ["MAX_POOL_2D"] * (s == 2) + ["CONV_2D"] + ["PAD"] * (i != o) + ["ADD", "RELU"]
+        expected += (
+            ["DEPTHWISE_CONV_2D"] + ["MAX_POOL_2D"] * (s == 2) + ["CONV_2D"] + ["PAD"] * (i != o) + ["ADD", "RELU"]
+        )
     expected += ["CONV_2D"] * 4 + ["RESHAPE"] * 4 + ["CONCATENATION"] * 2
     assert ops == expected, f"unexpected graph:\n{ops}"
     return constants
@@ -70,6 +72,7 @@ def read_tflite(path: Path) -> dict[str, np.ndarray]:
 
 def convert(constants: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     """TFLite names/layouts -> our state dict (float16)."""
+
     def conv(name):
         return {"weight": np.transpose(constants[f"{name}/Kernel"], (0, 3, 1, 2)), "bias": constants[f"{name}/Bias"]}
 
@@ -106,12 +109,24 @@ def main(path: Path) -> None:
     regressors, logits = run_tflite(path, x)
     with torch.no_grad():
         boxes, ours = model(torch.from_numpy(x).permute(0, 3, 1, 2))
-    print("max |ours - tflite|: regressors", np.abs(boxes[0].numpy() - regressors).max(),
-          "logits", np.abs(ours[0].numpy() - logits).max(), "| regressor range", np.abs(regressors).max())
+    print(
+        "max |ours - tflite|: regressors",
+        np.abs(boxes[0].numpy() - regressors).max(),
+        "logits",
+        np.abs(ours[0].numpy() - logits).max(),
+        "| regressor range",
+        np.abs(regressors).max(),
+    )
     top = np.sort(np.argsort(-logits)[:GOLDEN_ANCHORS])  # the anchors that matter: the most face-like
     GOLDEN.mkdir(parents=True, exist_ok=True)
-    save_file({"logits": torch.from_numpy(logits.copy()), "anchors": torch.from_numpy(top.astype(np.int64)),
-               "regressors": torch.from_numpy(regressors[top].copy())}, GOLDEN / "outputs.safetensors")
+    save_file(
+        {
+            "logits": torch.from_numpy(logits.copy()),
+            "anchors": torch.from_numpy(top.astype(np.int64)),
+            "regressors": torch.from_numpy(regressors[top].copy()),
+        },
+        GOLDEN / "outputs.safetensors",
+    )
 
 
 if __name__ == "__main__":

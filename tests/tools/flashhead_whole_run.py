@@ -49,8 +49,12 @@ def replaying(recorded: list[torch.Tensor]):
 def run(folder: Path, mode: str) -> float:
     config = get_preset("flashhead-lite")
     config = config.replace(dit=dataclasses.replace(config.dit, num_layers=2), height=128, width=128)
-    pipe = RAPPipeline(config, load_dit(folder / "dit.safetensors", config), load_vae(folder / "vae.safetensors", config),
-                       load_wav2vec2(folder / "wav2vec2-base-random"))
+    pipe = RAPPipeline(
+        config,
+        load_dit(folder / "dit.safetensors", config),
+        load_vae(folder / "vae.safetensors", config),
+        load_wav2vec2(folder / "wav2vec2-base-random"),
+    )
     recorded = [tensor for tag, _, tensor in torch.load(folder / f"draws_{mode}.pt") if any(d in tag for d in DRAWS)]
     draw, left = replaying(recorded)
     audio = torch.from_numpy(np.load(folder / "audio.npy"))
@@ -63,8 +67,10 @@ def run(folder: Path, mode: str) -> float:
     both = min(ours.shape[0], theirs.shape[0])
     difference = ((ours[:both] - theirs[:both]).abs().max() / theirs[:both].abs().max()).item()
     expected = -(-audio.numel() * config.fps // 16000)
-    print(f"{mode}: ours {ours.shape[0]} frames (ceil(s*25) = {expected}), theirs {theirs.shape[0]}; "
-          f"relative max-abs difference over {both} frames: {difference:.3g}; reference draws left unused: {len(left)}")
+    print(
+        f"{mode}: ours {ours.shape[0]} frames (ceil(s*25) = {expected}), theirs {theirs.shape[0]}; "
+        f"relative max-abs difference over {both} frames: {difference:.3g}; reference draws left unused: {len(left)}"
+    )
     return difference if ours.shape[0] == expected and not left else float("inf")
 
 

@@ -15,9 +15,13 @@ class TestTextEmbedding:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
-                             "tokens": ("INT", {"default": 8, "min": 1, "max": 512}),
-                             "width": ("INT", {"default": 4096, "min": 1, "max": 8192})}}
+        return {
+            "required": {
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+                "tokens": ("INT", {"default": 8, "min": 1, "max": 512}),
+                "width": ("INT", {"default": 4096, "min": 1, "max": 8192}),
+            }
+        }
 
     def embed(self, seed, tokens, width):
         embedding = torch.randn(1, tokens, width, generator=torch.Generator().manual_seed(seed))
