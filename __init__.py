@@ -3,10 +3,13 @@
 ComfyUI imports this file as the pack; `rap_core/` is the ComfyUI-free engine it wraps.
 """
 
+import sys
+
 from comfy_api.latest import ComfyExtension, io
 
 from .nodes import NODES
 from .nodes.files import register_model_folder
+from .nodes.live_server import register as register_live_routes
 
 
 class RAPExtension(ComfyExtension):
@@ -16,4 +19,8 @@ class RAPExtension(ComfyExtension):
 
 async def comfy_entrypoint() -> RAPExtension:
     register_model_folder()
+    # ComfyUI's server module is loaded when the pack runs in a server, not when scripts or tests import it
+    server = getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
+    if server is not None:
+        register_live_routes(server.routes)
     return RAPExtension()
