@@ -270,12 +270,13 @@ class Session:
                     )
                     self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.ws.close()))
                     return
-                load(*self.networks)  # ComfyUI may have moved them for a queued prompt
                 items = self.talk.poll(now=now)
                 if not items:
                     self.closed.wait(0.005)
+                    continue
                 for item in items:
                     self._send(item)
+                load(*self.networks)  # back in place if ComfyUI moved them for a queued prompt meanwhile
         except Exception as error:  # a render failure ends this session, not the server
             self._post(Outbox.put_text, {"type": "error", "message": f"Rendering failed: {error}"})
             self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.ws.close()))
