@@ -7,9 +7,14 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
+import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,3 +161,28 @@ def test_a_client_that_drops_mid_utterance_frees_its_session_within_a_second(ser
         assert start(again)["type"] == "ready"
     finally:
         again.close()
+
+
+def test_the_documented_client_runs(server, tmp_path):
+    """docs/LIVE.md's 30-line client, as printed there, streams a wav and saves the utterance's frames."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "LIVE.md").read_text()
+    client = re.search(r"## A client in 30 lines.*?```python\n(.*?)```", doc, re.S).group(1)
+    assert len(client.strip().splitlines()) <= 30
+    (tmp_path / "client.py").write_text(client)
+    with wave.open(str(tmp_path / "speech.wav"), "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(SR)
+        wav.writeframes(pcm16(heldout_speech(5, 2.0)))
+    url = server.url.replace("http", "ws") + "/rap/live/ws"
+    run = subprocess.run(
+        [sys.executable, "client.py", url, "live_portrait.png", "speech.wav", "frames"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    ready, done = (json.loads(line) for line in run.stdout.splitlines())
+    assert ready["type"] == "ready" and done["type"] == "segment_done" and done["frames"] == 50
+    saved = sorted(int(path.stem) for path in (tmp_path / "frames").glob("*.jpg"))
+    assert set(range(done["first"], done["first"] + 50)) <= set(saved)
+    assert Image.open(tmp_path / "frames" / f"{saved[-1]:06d}.jpg").size == (128, 128)
