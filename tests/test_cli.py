@@ -15,6 +15,11 @@ RATE = 22050  # deliberately not 16 kHz: the CLI resamples
 PORTRAIT = Path(__file__).resolve().parents[1] / "assets" / "rap_portrait.png"
 
 
+def rap_core_cli(*args: str, timeout: int) -> subprocess.CompletedProcess:
+    """`python -m rap_core ARGS` in a fresh process -> its exit code and text output."""
+    return subprocess.run([sys.executable, "-m", "rap_core", *args], capture_output=True, text=True, timeout=timeout)
+
+
 def write_wav(path, seconds: float) -> int:
     samples = int(round(seconds * RATE))
     t = np.arange(samples) / RATE
@@ -41,25 +46,18 @@ def test_cli_writes_mp4_with_exact_frames_and_audio(tmp_path, portrait_png, seco
     audio = tmp_path / "speech.wav"
     samples = write_wav(audio, seconds)
     out = tmp_path / "talk.mp4"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rap_core",
-            "generate",
-            "--preset",
-            "tiny",
-            "--image",
-            str(portrait_png),
-            "--audio",
-            str(audio),
-            "--out",
-            str(out),
-            "--seed",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
+    result = rap_core_cli(
+        "generate",
+        "--preset",
+        "tiny",
+        "--image",
+        str(portrait_png),
+        "--audio",
+        str(audio),
+        "--out",
+        str(out),
+        "--seed",
+        "3",
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -73,23 +71,16 @@ def test_cli_writes_mp4_with_exact_frames_and_audio(tmp_path, portrait_png, seco
 def test_cli_reports_bad_input_without_traceback(tmp_path, portrait_png):
     audio = tmp_path / "empty.wav"
     write_wav(audio, 0.0)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rap_core",
-            "generate",
-            "--preset",
-            "tiny",
-            "--image",
-            str(portrait_png),
-            "--audio",
-            str(audio),
-            "--out",
-            str(tmp_path / "x.mp4"),
-        ],
-        capture_output=True,
-        text=True,
+    result = rap_core_cli(
+        "generate",
+        "--preset",
+        "tiny",
+        "--image",
+        str(portrait_png),
+        "--audio",
+        str(audio),
+        "--out",
+        str(tmp_path / "x.mp4"),
         timeout=120,
     )
     assert result.returncode == 2
@@ -100,10 +91,7 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, portrait_png):
 def test_cli_refuses_motion_intensity_the_model_lacks_or_out_of_range(tmp_path, portrait_png):
     audio = tmp_path / "speech.wav"
     write_wav(audio, 0.5)
-    base = [
-        sys.executable,
-        "-m",
-        "rap_core",
+    base = (
         "generate",
         "--preset",
         "tiny",
@@ -113,10 +101,10 @@ def test_cli_refuses_motion_intensity_the_model_lacks_or_out_of_range(tmp_path, 
         str(audio),
         "--out",
         str(tmp_path / "t.mp4"),
-    ]
-    refused = subprocess.run(base + ["--head-motion", "0.9"], capture_output=True, text=True, timeout=120)
+    )
+    refused = rap_core_cli(*base, "--head-motion", "0.9", timeout=120)
     assert refused.returncode == 2 and "no motion-intensity controls" in refused.stderr
-    outside = subprocess.run(base + ["--expression", "1.5"], capture_output=True, text=True, timeout=120)
+    outside = rap_core_cli(*base, "--expression", "1.5", timeout=120)
     assert outside.returncode == 2 and "expression must be in [0, 1]" in outside.stderr
     assert not (tmp_path / "t.mp4").exists()
 
@@ -124,71 +112,50 @@ def test_cli_refuses_motion_intensity_the_model_lacks_or_out_of_range(tmp_path, 
 def test_cli_names_the_flags_and_downloads_a_preset_without_weights_needs(tmp_path, portrait_png):
     audio = tmp_path / "speech.wav"
     write_wav(audio, 0.5)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rap_core",
-            "generate",
-            "--image",
-            str(portrait_png),
-            "--audio",
-            str(audio),
-            "--out",
-            str(tmp_path / "t.mp4"),
-            "--vae",
-            str(tmp_path / "vae.safetensors"),
-        ],  # the default preset
-        capture_output=True,
-        text=True,
+    result = rap_core_cli(
+        "generate",
+        "--image",
+        str(portrait_png),
+        "--audio",
+        str(audio),
+        "--out",
+        str(tmp_path / "t.mp4"),
+        "--vae",
+        str(tmp_path / "vae.safetensors"),
         timeout=120,
-    )
+    )  # the default preset
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "give --dit, --audio-encoder" in result.stderr and "Soul-AILab/SoulX-FlashHead-1_3B" in result.stderr
     assert "--preset demo" in result.stderr
 
 
 def test_cli_says_a_missing_file_is_missing(tmp_path, portrait_png):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rap_core",
-            "generate",
-            "--preset",
-            "tiny",
-            "--image",
-            str(portrait_png),
-            "--audio",
-            str(tmp_path / "nowhere.wav"),
-            "--out",
-            str(tmp_path / "t.mp4"),
-        ],
-        capture_output=True,
-        text=True,
+    result = rap_core_cli(
+        "generate",
+        "--preset",
+        "tiny",
+        "--image",
+        str(portrait_png),
+        "--audio",
+        str(tmp_path / "nowhere.wav"),
+        "--out",
+        str(tmp_path / "t.mp4"),
         timeout=120,
     )
     assert result.returncode == 2 and "nowhere.wav' does not exist; check the path" in result.stderr
 
 
 def test_every_demo_run_says_what_the_demo_model_can_animate(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rap_core",
-            "generate",
-            "--preset",
-            "demo",
-            "--image",
-            str(PORTRAIT),
-            "--audio",
-            str(tmp_path / "nowhere.wav"),
-            "--out",
-            str(tmp_path / "t.mp4"),
-        ],
-        capture_output=True,
-        text=True,
+    result = rap_core_cli(
+        "generate",
+        "--preset",
+        "demo",
+        "--image",
+        str(PORTRAIT),
+        "--audio",
+        str(tmp_path / "nowhere.wav"),
+        "--out",
+        str(tmp_path / "t.mp4"),
         timeout=300,
     )
     assert "synthetic cartoon world" in result.stderr and "not photographs of people" in result.stderr
@@ -203,26 +170,19 @@ def test_cli_pastes_the_animated_face_back_into_the_photo(tmp_path):
     audio = tmp_path / "speech.wav"
     samples = write_wav(audio, 0.5)
     out = tmp_path / "talk.mp4"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rap_core",
-            "generate",
-            "--preset",
-            "demo",
-            "--image",
-            str(tmp_path / "photo.png"),
-            "--audio",
-            str(audio),
-            "--out",
-            str(out),
-            "--framing",
-            "face",
-            "--paste-back",
-        ],
-        capture_output=True,
-        text=True,
+    result = rap_core_cli(
+        "generate",
+        "--preset",
+        "demo",
+        "--image",
+        str(tmp_path / "photo.png"),
+        "--audio",
+        str(audio),
+        "--out",
+        str(out),
+        "--framing",
+        "face",
+        "--paste-back",
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -231,25 +191,18 @@ def test_cli_pastes_the_animated_face_back_into_the_photo(tmp_path):
 
 
 def test_cli_rejects_a_framing_it_cannot_read(tmp_path, portrait_png):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rap_core",
-            "generate",
-            "--preset",
-            "tiny",
-            "--image",
-            str(portrait_png),
-            "--audio",
-            str(tmp_path / "a.wav"),
-            "--out",
-            str(tmp_path / "t.mp4"),
-            "--framing",
-            "10,20,30",
-        ],
-        capture_output=True,
-        text=True,
+    result = rap_core_cli(
+        "generate",
+        "--preset",
+        "tiny",
+        "--image",
+        str(portrait_png),
+        "--audio",
+        str(tmp_path / "a.wav"),
+        "--out",
+        str(tmp_path / "t.mp4"),
+        "--framing",
+        "10,20,30",
         timeout=300,
     )
     assert result.returncode == 2 and "expected face, centre or TOP,BOTTOM,LEFT,RIGHT" in result.stderr
