@@ -11,6 +11,8 @@ from .nodes import NODES
 from .nodes.files import register_model_folder
 from .nodes.live_server import register as register_live_routes
 
+WEB_DIRECTORY = "./web"  # the RAP Live sidebar tab: ComfyUI loads every .js under it as a frontend extension
+
 
 class RAPExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:

@@ -98,6 +98,8 @@ async def live_socket(request: web.Request) -> web.StreamResponse:
     finally:
         session.close()
         del _sessions[session.id]
+        for watcher in list(session.watchers):  # their pages reconnect to the next session
+            await watcher.ws.close()
     return ws
 
 

@@ -554,10 +554,12 @@ class Frontend:
     ``page`` is ready once ``window.app`` and ``window.LiteGraph`` exist, every class of
     ``/object_info`` is in ``LiteGraph.registered_node_types`` and the first workflow is
     open. Uncaught page errors go to ``page_errors``; console errors to ``console_errors``.
+    ``extra_args`` are appended to chromium's command line (e.g. a fake microphone).
     """
 
-    def __init__(self, server_url: str, *, timeout: float = 90.0) -> None:
+    def __init__(self, server_url: str, *, timeout: float = 90.0, extra_args: Iterable[str] = ()) -> None:
         self.url = server_url.rstrip("/")
+        self.extra_args = list(extra_args)
         self.timeout_ms = timeout * 1000
         self.page_errors: list[str] = []
         self.console_errors: list[str] = []
@@ -578,7 +580,7 @@ class Frontend:
                 self._profile.name,
                 executable_path=CHROMIUM,
                 headless=True,
-                args=CHROMIUM_ARGS,
+                args=CHROMIUM_ARGS + self.extra_args,
                 viewport={"width": 1280, "height": 800},
             )
             self.page = self._context.pages[0] if self._context.pages else self._context.new_page()
