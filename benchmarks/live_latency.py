@@ -2,14 +2,15 @@
 the demo preset: a client streams held-out speech at real-time pace over /rap/live/ws, as docs/LIVE.md's
 client does.
 
-- End latency: from the utterance's last audio sample sent to its last frame received. The floor is one
+- End latency: from the utterance's last audio sample sent to its last frame received (the median of
+  `--takes` utterances, one session each). The floor is one
   live chunk of audio (its new frames must all be heard) plus one chunk's compute, which this script
   times in-process on the same machine (a LiveTalk chunk, after a warm-up): the ratio latency / floor.
-- Onset latency: from the first voiced sample sent to the first frame received whose mouth opens.
+- Onset latency: from the first voiced sample sent to the first frame received whose mouth opens (median).
 - Pace over `--long` seconds of speech: each frame's arrival minus its presentation time (the backlog),
   averaged over the first and the last 10 s, and the server's RSS at 10 s and at the end.
 
-    .venv/bin/python benchmarks/live_latency.py [--seconds 4] [--long 60]
+    .venv/bin/python benchmarks/live_latency.py [--seconds 4] [--takes 5] [--long 60]
 
 Ends with one line (shown in two):
     live end_s=<s> floor_s=<s> end_ratio=<end/floor> onset_s=<s> backlog_first_s=<s> backlog_last_s=<s>
@@ -106,6 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--long", type=float, default=60.0)
+    parser.add_argument("--takes", type=int, default=5, help="utterances whose latencies give the medians")
     args = parser.parse_args()
     chunk_s, compute_s = chunk_compute()
     mouth = layout(IDENTITY, 128).mouth_box
@@ -113,21 +115,29 @@ def main() -> None:
         still = (portrait(IDENTITY, 128) * 255).round().byte().numpy()
         Image.fromarray(still).save(server.input_dir / "live.png")
         url = server.url.replace("http", "ws") + "/rap/live/ws"
-        speech = heldout_speech(7, args.seconds)
-        frames = {}
-        short = session(url, speech, lambda index, jpeg, arrival: frames.__setitem__(index, (jpeg, arrival)))
-        first, count = short["done"]["first"], short["done"]["frames"]
-        end_s = frames[first + count - 1][1] - short["sent"][-1]
-        video = (
-            torch.stack(
-                [torch.from_numpy(np.array(Image.open(io.BytesIO(frames[i][0])))) for i in range(first, first + count)]
-            ).float()
-            / 255
-        )  # [N, H, W, 3]
-        opening = mouth_opening(video, mouth)  # [N]
-        moving = int((opening > 0.2 * opening.quantile(0.9)).nonzero()[0])
-        voiced = int((speech.abs() > 0.02).nonzero()[0]) // BLOCK
-        onset_s = frames[first + moving][1] - short["sent"][voiced]
+        ends, onsets = [], []
+        for take in range(args.takes):
+            speech = heldout_speech(7 + take, args.seconds)
+            frames = {}
+            short = session(
+                url, speech, lambda index, jpeg, arrival, got=frames: got.__setitem__(index, (jpeg, arrival))
+            )
+            first, count = short["done"]["first"], short["done"]["frames"]
+            ends.append(frames[first + count - 1][1] - short["sent"][-1])
+            video = (
+                torch.stack(
+                    [
+                        torch.from_numpy(np.array(Image.open(io.BytesIO(frames[i][0]))))
+                        for i in range(first, first + count)
+                    ]
+                ).float()
+                / 255
+            )  # [N, H, W, 3]
+            opening = mouth_opening(video, mouth)  # [N]
+            moving = int((opening > 0.2 * opening.quantile(0.9)).nonzero()[0])
+            voiced = int((speech.abs() > 0.02).nonzero()[0]) // BLOCK
+            onsets.append(frames[first + moving][1] - short["sent"][voiced])
+        end_s, onset_s = statistics.median(ends), statistics.median(onsets)
 
         process = psutil.Process(server.process.pid)
         pace, rss = [], []
@@ -142,6 +152,7 @@ def main() -> None:
     backlog = [arrival - began - index / FPS for index, arrival in pace]  # seconds behind the clock
     window = 10 * FPS
     print(f"chunk {chunk_s:.2f} s of audio, compute {compute_s:.3f} s; {count} frames for {args.seconds:g} s")
+    print("end latencies " + " ".join(f"{s:.3f}" for s in ends) + "; onsets " + " ".join(f"{s:.3f}" for s in onsets))
     print(
         f"live end_s={end_s:.3f} floor_s={chunk_s + compute_s:.3f} end_ratio={end_s / (chunk_s + compute_s):.2f} "
         f"onset_s={onset_s:.3f} backlog_first_s={statistics.mean(backlog[:window]):.3f} "
